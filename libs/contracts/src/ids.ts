@@ -1,0 +1,73 @@
+/**
+ * Identifiers of DESIGN §2 as branded types, so a TenantId can never be passed
+ * where a ClientId is meant. Tenants and collections are subject tokens; entity
+ * ids never go into a subject.
+ */
+import { z } from 'zod';
+
+export const TENANT_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export const COLLECTION_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** App names share the tenant alphabet: they become one token of `ferry.<app>.*`. */
+export const APP_PATTERN = TENANT_PATTERN;
+export const MAX_ENTITY_ID_LENGTH = 256;
+export const MAX_FIELD_NAME_LENGTH = 128;
+/** `wallMillis * 4096 + counter` must stay a safe integer. */
+export const MAX_HLC = Number.MAX_SAFE_INTEGER;
+
+export const tenantIdSchema = z
+  .string()
+  .regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63}')
+  .brand<'TenantId'>();
+export type TenantId = z.infer<typeof tenantIdSchema>;
+
+export const appNameSchema = z
+  .string()
+  .regex(APP_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63}')
+  .brand<'AppName'>();
+export type AppName = z.infer<typeof appNameSchema>;
+
+/** uuidv7 in practice, but any uuid is accepted so a client may be named in config. */
+export const clientIdSchema = z.uuid('must be a uuid').brand<'ClientId'>();
+export type ClientId = z.infer<typeof clientIdSchema>;
+
+export const actionIdSchema = z.uuid({ version: 'v7', message: 'must be a uuidv7' }).brand<'ActionId'>();
+export type ActionId = z.infer<typeof actionIdSchema>;
+
+export const collectionNameSchema = z
+  .string()
+  .regex(COLLECTION_PATTERN, 'must match [A-Za-z_][A-Za-z0-9_]{0,63}')
+  .brand<'CollectionName'>();
+export type CollectionName = z.infer<typeof collectionNameSchema>;
+
+export const entityIdSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(MAX_ENTITY_ID_LENGTH, `must be at most ${MAX_ENTITY_ID_LENGTH} characters`)
+  .brand<'EntityId'>();
+export type EntityId = z.infer<typeof entityIdSchema>;
+
+export const hlcSchema = z
+  .number()
+  .int('must be an integer')
+  .nonnegative('must not be negative')
+  .max(MAX_HLC, 'must be a safe integer')
+  .brand<'Hlc'>();
+export type Hlc = z.infer<typeof hlcSchema>;
+
+/** Server-assigned per-tenant sequence; 0 means "nothing yet". */
+export const seqSchema = z.number().int('must be an integer').nonnegative('must not be negative');
+export type Seq = z.infer<typeof seqSchema>;
+
+export const clientSeqSchema = z.number().int('must be an integer').min(1, 'must be at least 1');
+
+export const fieldNameSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(MAX_FIELD_NAME_LENGTH, `must be at most ${MAX_FIELD_NAME_LENGTH} characters`);
+
+/** A field value: any JSON value. */
+export const jsonValueSchema = z.json();
+export type JsonValue = z.infer<typeof jsonValueSchema>;
+
+export const fieldsSchema = z.record(fieldNameSchema, jsonValueSchema);
+export type Fields = z.infer<typeof fieldsSchema>;

@@ -1,0 +1,67 @@
+/**
+ * Boundary parsing: turns zod issues into one readable line that names the
+ * offending field ("changes: fields.title: expected string, received number").
+ * Everything entering a process goes through `parseWith`; nothing inside re-validates.
+ */
+import type { z } from 'zod';
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: string };
+
+/** Renders a zod issue path as `a.b[2].c`; the root is `(root)`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(root)';
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+/** One line per issue, joined by `; `, each led by the field it concerns. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[], context?: string): string {
+  const parts = issues.slice(0, 8).map((issue) => {
+    const path = formatPath(issue.path);
+    return `${path}: ${describeIssue(issue)}`;
+  });
+  if (issues.length > 8) parts.push(`… and ${issues.length - 8} more`);
+  const body = parts.join('; ');
+  return context === undefined ? body : `${context}: ${body}`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  }
+  // zod's default messages start with "Invalid input: "; the path already says where.
+  return issue.message.replace(/^Invalid input: /, '');
+}
+
+/** Parses `value` with `schema`; never throws. */
+export function parseWith<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  context?: string,
+): ParseResult<z.output<S>> {
+  const result = schema.safeParse(value);
+  if (result.success) return { ok: true, value: result.data };
+  return { ok: false, message: formatIssues(result.error.issues, context) };
+}
+
+/** Decodes JSON bytes or text, then parses; malformed JSON is reported like a schema issue. */
+export function decodeWith<S extends z.ZodType>(
+  schema: S,
+  data: Uint8Array | string,
+  context?: string,
+): ParseResult<z.output<S>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof data === 'string' ? data : textDecoder.decode(data));
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return { ok: false, message: `${context === undefined ? '' : `${context}: `}(root): not valid JSON (${reason})` };
+  }
+  return parseWith(schema, raw, context);
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: false });

@@ -1,0 +1,8 @@
+/**
+ * The wire protocol's version. Bump it on any change to a wire message and add
+ * a line below; `protocol-version.test.ts` hashes every wire schema so a change
+ * cannot slip through unnoticed.
+ *
+ * 1: initial protocol (DESIGN §5, §6, §7), pull carries an optional clientId.
+ */
+export const PROTOCOL_VERSION = 1;

@@ -1,0 +1,278 @@
+/**
+ * The mergeable entity record and its last-writer-wins merge: a join
+ * semilattice whose state after any set of actions, in any order, equals the
+ * replay oracle's (oracle.ts). Nothing here keeps history.
+ *
+ *   fields   per field, the latest write among creates and the updates later
+ *            than the earliest create              (LWW by (hlc, clientId, id))
+ *   held     per field, the latest update earlier than every known create:
+ *            "updates never create", but a create that arrives late may turn
+ *            out to precede it, and then it takes effect
+ *   created  earliest create;  deleted  earliest delete (delete wins: once set,
+ *            fields and held are dropped and nothing writes again)
+ *   version  number of distinct actions folded in;  hlc  their maximum
+ *
+ * Invariants (docs/invariants.md): R1 deleted => fields and held empty;
+ * R2 every held cell precedes created; R3 every field cell is at or after created.
+ */
+import type { Action, EntityRecord, EntityState, Fields, JsonValue } from '@ferry/contracts';
+import { compareStamps, type StampRef } from './order.js';
+import type { CustomState } from './policy.js';
+
+export interface Cell extends StampRef {
+  readonly value: JsonValue;
+  /** Server seq of the writing action; 0 while unknown (pending). */
+  readonly seq: number;
+}
+
+export interface EntityRec {
+  readonly collection: string;
+  readonly id: string;
+  fields: Map<string, Cell>;
+  held: Map<string, Cell> | null;
+  created: StampRef | null;
+  deleted: StampRef | null;
+  version: number;
+  hlc: number;
+  /** Highest server seq folded in (0 if none). */
+  seq: number;
+  /** Only for collections with a custom merge: their history and folded state. */
+  custom: CustomPart | null;
+}
+
+/** A custom-merge entity keeps its actions, sorted, to re-fold when one arrives out of order. */
+export interface CustomPart {
+  history: Action[];
+  state: CustomState;
+}
+
+/** What a merge tells its caller about a write that beat or lost to another client's. */
+export interface FieldClash {
+  readonly field: string | null;
+  readonly winner: Cell | StampRef;
+  readonly loser: Cell | StampRef;
+  readonly kind: 'lww' | 'delete-wins';
+}
+export type ClashSink = (rec: EntityRec, clash: FieldClash) => void;
+
+export function emptyRecord(collection: string, id: string): EntityRec {
+  return { collection, id, fields: new Map(), held: null, created: null, deleted: null, version: 0, hlc: 0, seq: 0, custom: null };
+}
+
+export function cloneRecord(rec: EntityRec): EntityRec {
+  return {
+    collection: rec.collection,
+    id: rec.id,
+    fields: new Map(rec.fields),
+    held: rec.held === null ? null : new Map(rec.held),
+    created: rec.created,
+    deleted: rec.deleted,
+    version: rec.version,
+    hlc: rec.hlc,
+    seq: rec.seq,
+    custom: rec.custom === null ? null : { history: [...rec.custom.history], state: rec.custom.state },
+  };
+}
+
+function cellOf(action: Action, value: JsonValue, seq: number): Cell {
+  return { value, hlc: action.hlc, clientId: action.clientId, id: action.id, seq };
+}
+
+/** Deep equality of JSON values, cheap for the usual primitives. */
+export function sameJson(a: JsonValue, b: JsonValue): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Reports a clash only where the two writes were certainly concurrent: the
+ * incoming write loses (its writer cannot have seen the winner, or its hlc
+ * would be larger), or it wins over a write the server sequenced after it.
+ */
+function reportFieldClash(rec: EntityRec, field: string, current: Cell, incoming: Cell, incomingWins: boolean, sink: ClashSink): void {
+  if (current.clientId === incoming.clientId || sameJson(current.value, incoming.value)) return;
+  if (!incomingWins) sink(rec, { field, winner: current, loser: incoming, kind: 'lww' });
+  else if (current.seq > 0 && incoming.seq > 0 && current.seq > incoming.seq) {
+    sink(rec, { field, winner: incoming, loser: current, kind: 'lww' });
+  }
+}
+
+function mergeLive(rec: EntityRec, field: string, incoming: Cell, sink: ClashSink | undefined): void {
+  const current = rec.fields.get(field);
+  if (current === undefined) {
+    rec.fields.set(field, incoming);
+    return;
+  }
+  const cmp = compareStamps(incoming, current);
+  if (cmp > 0) rec.fields.set(field, incoming);
+  if (sink !== undefined && cmp !== 0) reportFieldClash(rec, field, current, incoming, cmp > 0, sink);
+}
+
+function mergeHeld(rec: EntityRec, field: string, incoming: Cell): void {
+  const held = (rec.held ??= new Map());
+  const current = held.get(field);
+  if (current === undefined || compareStamps(incoming, current) > 0) held.set(field, incoming);
+}
+
+/**
+ * Folds one action into the record under last-writer-wins. The caller has
+ * already made sure the action was not folded in before (version counts it).
+ */
+export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void {
+  const seq = action.seq ?? 0;
+  rec.version += 1;
+  if (action.hlc > rec.hlc) rec.hlc = action.hlc;
+  if (seq > rec.seq) rec.seq = seq;
+
+  if (rec.deleted !== null) {
+    if (action.op === 'delete') {
+      if (compareStamps(action, rec.deleted) < 0) rec.deleted = stampFrom(action);
+    } else if (sink !== undefined && action.clientId !== rec.deleted.clientId && compareStamps(action, rec.deleted) > 0) {
+      // A write ordered after the delete: its writer had not seen the delete.
+      sink(rec, { field: null, winner: rec.deleted, loser: stampFrom(action), kind: 'delete-wins' });
+    }
+    return;
+  }
+
+  const fields = action.fields;
+  switch (action.op) {
+    case 'delete': {
+      if (sink !== undefined) reportDeleteClash(rec, action, sink);
+      rec.deleted = stampFrom(action);
+      rec.fields = new Map();
+      rec.held = null;
+      return;
+    }
+    case 'create': {
+      if (rec.created === null || compareStamps(action, rec.created) < 0) {
+        rec.created = stampFrom(action);
+        promoteHeld(rec, sink);
+      }
+      if (fields !== undefined) {
+        for (const field in fields) mergeLive(rec, field, cellOf(action, fields[field] as JsonValue, seq), sink);
+      }
+      return;
+    }
+    case 'update': {
+      if (fields === undefined) return;
+      const live = rec.created !== null && compareStamps(action, rec.created) > 0;
+      for (const field in fields) {
+        const cell = cellOf(action, fields[field] as JsonValue, seq);
+        if (live) mergeLive(rec, field, cell, sink);
+        else mergeHeld(rec, field, cell);
+      }
+      return;
+    }
+  }
+}
+
+/** After `created` moved earlier: held updates now after it take effect. */
+function promoteHeld(rec: EntityRec, sink: ClashSink | undefined): void {
+  const held = rec.held;
+  const created = rec.created;
+  if (held === null || created === null) return;
+  for (const [field, cell] of held) {
+    if (compareStamps(cell, created) > 0) {
+      held.delete(field);
+      mergeLive(rec, field, cell, sink);
+    }
+  }
+  if (held.size === 0) rec.held = null;
+}
+
+/** Live writes of other clients ordered after the delete were lost to it. */
+function reportDeleteClash(rec: EntityRec, del: Action, sink: ClashSink): void {
+  let latest: Cell | null = null;
+  for (const cell of rec.fields.values()) {
+    if (cell.clientId !== del.clientId && compareStamps(cell, del) > 0 && (latest === null || compareStamps(cell, latest) > 0)) {
+      latest = cell;
+    }
+  }
+  if (latest !== null) sink(rec, { field: null, winner: stampFrom(del), loser: latest, kind: 'delete-wins' });
+}
+
+function stampFrom(s: StampRef): StampRef {
+  return { hlc: s.hlc, clientId: s.clientId, id: s.id };
+}
+
+/** The record as the app sees it; null while no create or delete is known. */
+export function viewRecord(rec: EntityRec): EntityState | null {
+  if (rec.custom !== null) return viewCustom(rec, rec.custom.state);
+  if (rec.deleted === null && rec.created === null) return null;
+  const fields: Fields = {};
+  if (rec.deleted === null) for (const [name, cell] of rec.fields) fields[name] = cell.value;
+  return {
+    collection: rec.collection,
+    id: rec.id,
+    fields,
+    deleted: rec.deleted !== null,
+    version: rec.version,
+    hlc: rec.hlc,
+  } as EntityState;
+}
+
+function viewCustom(rec: EntityRec, state: CustomState): EntityState | null {
+  if (!state.exists && !state.deleted) return null;
+  return {
+    collection: rec.collection,
+    id: rec.id,
+    fields: { ...state.fields },
+    deleted: state.deleted,
+    version: rec.version,
+    hlc: rec.hlc,
+  } as EntityState;
+}
+
+function cellsToJson(cells: Map<string, Cell> | null): EntityRecord['fields'] {
+  const out: EntityRecord['fields'] = {};
+  if (cells === null) return out;
+  for (const [name, c] of cells) {
+    out[name] = { value: c.value, stamp: { hlc: c.hlc, clientId: c.clientId, id: c.id } } as EntityRecord['fields'][string];
+  }
+  return out;
+}
+
+/** Serialisable form (contracts `EntityRecord`), e.g. for snapshots and stores. */
+export function recordToJson(rec: EntityRec): EntityRecord {
+  return {
+    collection: rec.collection,
+    id: rec.id,
+    fields: cellsToJson(rec.fields),
+    held: cellsToJson(rec.held),
+    created: rec.created === null ? null : stampFrom(rec.created),
+    deleted: rec.deleted === null ? null : stampFrom(rec.deleted),
+    version: rec.version,
+    hlc: rec.hlc,
+    seq: rec.seq,
+  } as EntityRecord;
+}
+
+function cellsFromJson(cells: EntityRecord['fields'], seq: number): Map<string, Cell> {
+  const out = new Map<string, Cell>();
+  for (const [name, c] of Object.entries(cells)) {
+    out.set(name, { value: c.value, hlc: c.stamp.hlc, clientId: c.stamp.clientId, id: c.stamp.id, seq });
+  }
+  return out;
+}
+
+/**
+ * Rebuilds a record from its serialised form. Cell seqs are not serialised;
+ * they are taken as the record's seq, an upper bound that only serves to
+ * suppress clash reports, never to decide a merge.
+ */
+export function recordFromJson(json: EntityRecord): EntityRec {
+  const held = cellsFromJson(json.held, json.seq);
+  return {
+    collection: json.collection,
+    id: json.id,
+    fields: cellsFromJson(json.fields, json.seq),
+    held: held.size === 0 ? null : held,
+    created: json.created,
+    deleted: json.deleted,
+    version: json.version,
+    hlc: json.hlc,
+    seq: json.seq,
+    custom: null,
+  };
+}

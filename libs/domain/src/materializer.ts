@@ -1,0 +1,336 @@
+/**
+ * The incremental materializer: the state one replica shows, kept as
+ *
+ *     materialized = confirmed ⊕ pending
+ *
+ *   confirmed  records folded from server-sequenced actions (applyRemote, confirm)
+ *   pending    local actions not yet acknowledged, kept apart and overlaid per
+ *              entity on read, so a download never overwrites an unacknowledged
+ *              local change and a rejection simply drops the action
+ *
+ * Every call touches only the entities its actions name; nothing replays
+ * history. Results are values: the entities that changed (as the app must now
+ * see them) and the conflicts detected. Invariants M1–M4 in docs/invariants.md.
+ */
+import type { Action, ConflictRecord, ConflictSide, EntityState } from '@ferry/contracts';
+import { ConflictResolution } from '@ferry/contracts';
+import { applyAction } from './apply-action.js';
+import { ClientSeqSet } from './client-seq-set.js';
+import {
+  cloneRecord,
+  emptyRecord,
+  sameJson,
+  viewRecord,
+  type Cell,
+  type ClashSink,
+  type EntityRec,
+  type FieldClash,
+} from './entity-record.js';
+import { compareStamps, type StampRef } from './order.js';
+import { PolicyBook, type CollectionPolicy } from './policy.js';
+
+export interface ApplyResult {
+  /** Materialized state of each entity that changed; a vanished entity comes as a tombstone. */
+  readonly changed: EntityState[];
+  readonly conflicts: ConflictRecord[];
+  /** Actions ignored because they had been folded in before. */
+  readonly duplicates: number;
+}
+
+export interface Acknowledgement {
+  readonly id: string;
+  readonly seq: number;
+}
+
+export interface Rejection {
+  readonly id: string;
+  readonly reason: string;
+}
+
+export interface MaterializerOptions {
+  readonly policies?: PolicyBook;
+}
+
+type Changed = Map<string, Set<string>>;
+
+function markChanged(changed: Changed, collection: string, id: string): void {
+  let ids = changed.get(collection);
+  if (ids === undefined) changed.set(collection, (ids = new Set()));
+  ids.add(id);
+}
+
+function sideOf(s: Cell | StampRef, field: string | null, deleted = false): ConflictSide {
+  const side: { actionId: string; clientId: string; hlc: number; value?: unknown; deleted?: boolean } = {
+    actionId: s.id,
+    clientId: s.clientId,
+    hlc: s.hlc,
+  };
+  if (field !== null && 'value' in s) side.value = s.value;
+  if (deleted) side.deleted = true;
+  return side as ConflictSide;
+}
+
+function sideOfAction(a: Action, field: string | null): ConflictSide {
+  const side: { actionId: string; clientId: string; hlc: number; value?: unknown; deleted?: boolean } = {
+    actionId: a.id,
+    clientId: a.clientId,
+    hlc: a.hlc,
+  };
+  if (a.op === 'delete') side.deleted = true;
+  else if (field !== null && a.fields !== undefined && field in a.fields) side.value = a.fields[field];
+  return side as ConflictSide;
+}
+
+export class Materializer {
+  readonly #policies: PolicyBook;
+  readonly #confirmed = new Map<string, Map<string, EntityRec>>();
+  /** (clientId, clientSeq) of every action folded into confirmed. */
+  readonly #seen = new ClientSeqSet();
+  readonly #pendingById = new Map<string, Action>();
+  readonly #pendingByEntity = new Map<string, Map<string, Action[]>>();
+  #conflicts: ConflictRecord[] = [];
+  readonly #sink: ClashSink = (rec, clash) => this.#conflicts.push(this.#clashRecord(rec, clash));
+
+  constructor(options: MaterializerOptions = {}) {
+    this.#policies = options.policies ?? new PolicyBook();
+  }
+
+  get pendingCount(): number {
+    return this.#pendingById.size;
+  }
+
+  /** Folds server-sequenced actions into confirmed state. A pending one is confirmed instead. */
+  applyRemote(actions: readonly Action[]): ApplyResult {
+    const changed: Changed = new Map();
+    this.#conflicts = [];
+    let duplicates = 0;
+    let lastCollection = '';
+    let policy: CollectionPolicy = this.#policies.for('');
+    let recs: Map<string, EntityRec> | undefined;
+    const anyPending = () => this.#pendingById.size > 0;
+
+    for (const a of actions) {
+      if (anyPending() && this.#pendingById.has(a.id)) {
+        this.#confirmOne(a.id, a.seq ?? 0);
+        continue;
+      }
+      if (!this.#seen.add(a.clientId, a.clientSeq)) {
+        duplicates++;
+        continue;
+      }
+      if (a.collection !== lastCollection || recs === undefined) {
+        lastCollection = a.collection;
+        policy = this.#policies.for(a.collection);
+        recs = this.#recordsOf(a.collection);
+      }
+      let rec = recs.get(a.entityId);
+      if (rec === undefined) recs.set(a.entityId, (rec = emptyRecord(a.collection, a.entityId)));
+      const pending = anyPending() ? this.#pendingFor(a.collection, a.entityId) : undefined;
+      if (pending !== undefined) this.#reportAgainstPending(a, pending);
+      applyAction(rec, a, policy, this.#sink);
+      markChanged(changed, a.collection, a.entityId);
+    }
+    return { changed: this.#views(changed), conflicts: this.#takeConflicts(), duplicates };
+  }
+
+  /** Adds local actions, not yet acknowledged, on top of confirmed state. */
+  addPending(actions: readonly Action[]): ApplyResult {
+    const changed: Changed = new Map();
+    let duplicates = 0;
+    for (const a of actions) {
+      if (this.#pendingById.has(a.id) || this.#seen.has(a.clientId, a.clientSeq)) {
+        duplicates++;
+        continue;
+      }
+      this.#pendingById.set(a.id, a);
+      let byId = this.#pendingByEntity.get(a.collection);
+      if (byId === undefined) this.#pendingByEntity.set(a.collection, (byId = new Map()));
+      const list = byId.get(a.entityId);
+      if (list === undefined) byId.set(a.entityId, [a]);
+      else list.push(a);
+      markChanged(changed, a.collection, a.entityId);
+    }
+    return { changed: this.#views(changed), conflicts: [], duplicates };
+  }
+
+  /**
+   * Moves acknowledged pending actions into confirmed state. The materialized
+   * state cannot change (same actions, other side of the ⊕), so nothing is reported.
+   */
+  confirm(acks: readonly Acknowledgement[]): ApplyResult {
+    for (const ack of acks) this.#confirmOne(ack.id, ack.seq);
+    return { changed: [], conflicts: [], duplicates: 0 };
+  }
+
+  /** Drops rejected pending actions; their entities are re-materialized without them. */
+  reject(rejections: readonly Rejection[]): ApplyResult {
+    const changed: Changed = new Map();
+    const conflicts: ConflictRecord[] = [];
+    for (const r of rejections) {
+      const a = this.#removePending(r.id);
+      if (a === undefined) continue;
+      conflicts.push({
+        collection: a.collection,
+        entityId: a.entityId,
+        field: null,
+        winner: null,
+        loser: sideOfAction(a, null),
+        resolution: ConflictResolution.Rejected,
+        reason: r.reason,
+      } as ConflictRecord);
+      markChanged(changed, a.collection, a.entityId);
+    }
+    return { changed: this.#views(changed), conflicts, duplicates: 0 };
+  }
+
+  /** The materialized state of one entity, or null when it does not exist. */
+  get(collection: string, id: string): EntityState | null {
+    return this.#materialize(collection, id);
+  }
+
+  /** The confirmed record, without the pending overlay (for stores and tests). */
+  confirmedRecord(collection: string, id: string): EntityRec | undefined {
+    return this.#confirmed.get(collection)?.get(id);
+  }
+
+  /** Every visible materialized entity, optionally of one collection. */
+  *entities(collection?: string): Generator<EntityState> {
+    const collections = new Set<string>();
+    if (collection !== undefined) collections.add(collection);
+    else {
+      for (const c of this.#confirmed.keys()) collections.add(c);
+      for (const c of this.#pendingByEntity.keys()) collections.add(c);
+    }
+    for (const c of collections) {
+      const ids = new Set<string>(this.#confirmed.get(c)?.keys());
+      for (const id of this.#pendingByEntity.get(c)?.keys() ?? []) ids.add(id);
+      for (const id of ids) {
+        const view = this.#materialize(c, id);
+        if (view !== null) yield view;
+      }
+    }
+  }
+
+  /** Pending actions still awaiting acknowledgement, in the order they were added. */
+  pendingActions(): Action[] {
+    return [...this.#pendingById.values()];
+  }
+
+  #recordsOf(collection: string): Map<string, EntityRec> {
+    let recs = this.#confirmed.get(collection);
+    if (recs === undefined) this.#confirmed.set(collection, (recs = new Map()));
+    return recs;
+  }
+
+  #pendingFor(collection: string, id: string): Action[] | undefined {
+    return this.#pendingByEntity.get(collection)?.get(id);
+  }
+
+  #removePending(id: string): Action | undefined {
+    const a = this.#pendingById.get(id);
+    if (a === undefined) return undefined;
+    this.#pendingById.delete(id);
+    const byId = this.#pendingByEntity.get(a.collection);
+    const list = byId?.get(a.entityId);
+    if (byId !== undefined && list !== undefined) {
+      const rest = list.filter((p) => p.id !== id);
+      if (rest.length === 0) byId.delete(a.entityId);
+      else byId.set(a.entityId, rest);
+      if (byId.size === 0) this.#pendingByEntity.delete(a.collection);
+    }
+    return a;
+  }
+
+  #confirmOne(id: string, seq: number): void {
+    const a = this.#removePending(id);
+    if (a === undefined || !this.#seen.add(a.clientId, a.clientSeq)) return;
+    const confirmed: Action = seq > 0 ? { ...a, seq } : a;
+    const recs = this.#recordsOf(a.collection);
+    let rec = recs.get(a.entityId);
+    if (rec === undefined) recs.set(a.entityId, (rec = emptyRecord(a.collection, a.entityId)));
+    // The local user saw what they overwrote: no clash reporting for their own writes.
+    applyAction(rec, confirmed, this.#policies.for(a.collection));
+  }
+
+  #materialize(collection: string, id: string): EntityState | null {
+    const rec = this.#confirmed.get(collection)?.get(id);
+    const pending = this.#pendingFor(collection, id);
+    if (pending === undefined) return rec === undefined ? null : viewRecord(rec);
+    const overlay = rec === undefined ? emptyRecord(collection, id) : cloneRecord(rec);
+    const policy = this.#policies.for(collection);
+    for (const p of pending) applyAction(overlay, p, policy);
+    return viewRecord(overlay);
+  }
+
+  #views(changed: Changed): EntityState[] {
+    const out: EntityState[] = [];
+    for (const [collection, ids] of changed) {
+      for (const id of ids) {
+        const view = this.#materialize(collection, id);
+        // An entity that exists nowhere any more (its only create was rejected) is shown as gone.
+        out.push(
+          view ??
+            ({
+              collection,
+              id,
+              fields: {},
+              deleted: true,
+              version: this.#confirmed.get(collection)?.get(id)?.version ?? 0,
+              hlc: this.#confirmed.get(collection)?.get(id)?.hlc ?? 0,
+            } as EntityState),
+        );
+      }
+    }
+    return out;
+  }
+
+  /** A remote action meets unacknowledged local ones on the same entity. */
+  #reportAgainstPending(remote: Action, pending: readonly Action[]): void {
+    const localDelete = pending.find((p) => p.op === 'delete');
+    if (remote.op === 'delete') {
+      const lost = pending.filter((p) => p.op !== 'delete');
+      const latest = lost.reduce<Action | undefined>((m, p) => (m === undefined || compareStamps(p, m) > 0 ? p : m), undefined);
+      if (latest !== undefined) this.#conflicts.push(this.#record(remote, null, sideOfAction(remote, null), sideOfAction(latest, null), ConflictResolution.DeleteWins));
+      return;
+    }
+    if (localDelete !== undefined) {
+      this.#conflicts.push(this.#record(remote, null, sideOfAction(localDelete, null), sideOfAction(remote, null), ConflictResolution.DeleteWins));
+      return;
+    }
+    const fields = remote.fields;
+    if (fields === undefined) return;
+    for (const field in fields) {
+      let latest: Action | undefined;
+      for (const p of pending) {
+        if (p.fields !== undefined && field in p.fields && (latest === undefined || compareStamps(p, latest) > 0)) latest = p;
+      }
+      if (latest === undefined || sameJson(latest.fields?.[field] ?? null, fields[field] ?? null)) continue;
+      const remoteWins = compareStamps(remote, latest) > 0;
+      const winner = remoteWins ? remote : latest;
+      const loser = remoteWins ? latest : remote;
+      this.#conflicts.push(this.#record(remote, field, sideOfAction(winner, field), sideOfAction(loser, field), ConflictResolution.LastWriterWins));
+    }
+  }
+
+  #record(a: Action, field: string | null, winner: ConflictSide, loser: ConflictSide, resolution: ConflictRecord['resolution']): ConflictRecord {
+    return { collection: a.collection, entityId: a.entityId, field, winner, loser, resolution } as ConflictRecord;
+  }
+
+  #clashRecord(rec: EntityRec, clash: FieldClash): ConflictRecord {
+    const deleteWins = clash.kind === 'delete-wins';
+    return {
+      collection: rec.collection,
+      entityId: rec.id,
+      field: clash.field,
+      winner: sideOf(clash.winner, clash.field, deleteWins),
+      loser: sideOf(clash.loser, deleteWins ? 'value' : clash.field),
+      resolution: deleteWins ? ConflictResolution.DeleteWins : ConflictResolution.LastWriterWins,
+    } as ConflictRecord;
+  }
+
+  #takeConflicts(): ConflictRecord[] {
+    const out = this.#conflicts;
+    this.#conflicts = [];
+    return out;
+  }
+}
