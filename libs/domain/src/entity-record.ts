@@ -13,16 +13,25 @@
  *   version  number of distinct actions folded in;  hlc  their maximum
  *
  * Invariants (docs/invariants.md): R1 deleted => fields and held empty;
- * R2 every held cell precedes created; R3 every field cell is at or after created.
+ * R2 every held cell precedes created, and no field is both held and live;
+ * R3 every field cell is at or after created. Together they make the record
+ * canonical: replicas that folded the same actions hold identical records.
  */
 import type { Action, EntityRecord, EntityState, Fields, JsonValue } from '@ferry/contracts';
 import { compareStamps, type StampRef } from './order.js';
 import type { CustomState } from './policy.js';
 
+/**
+ * A field value and the stamp of its write. Cells are updated in place (an
+ * update allocates nothing), so a record's cells are never shared: clones copy them.
+ */
 export interface Cell extends StampRef {
-  readonly value: JsonValue;
+  value: JsonValue;
+  hlc: number;
+  clientId: string;
+  id: string;
   /** Server seq of the writing action; 0 while unknown (pending). */
-  readonly seq: number;
+  seq: number;
 }
 
 export interface EntityRec {
@@ -63,8 +72,8 @@ export function cloneRecord(rec: EntityRec): EntityRec {
   return {
     collection: rec.collection,
     id: rec.id,
-    fields: new Map(rec.fields),
-    held: rec.held === null ? null : new Map(rec.held),
+    fields: copyCells(rec.fields),
+    held: rec.held === null ? null : copyCells(rec.held),
     created: rec.created,
     deleted: rec.deleted,
     version: rec.version,
@@ -72,6 +81,12 @@ export function cloneRecord(rec: EntityRec): EntityRec {
     seq: rec.seq,
     custom: rec.custom === null ? null : { history: [...rec.custom.history], state: rec.custom.state },
   };
+}
+
+function copyCells(cells: Map<string, Cell>): Map<string, Cell> {
+  const out = new Map<string, Cell>();
+  for (const [name, c] of cells) out.set(name, { value: c.value, hlc: c.hlc, clientId: c.clientId, id: c.id, seq: c.seq });
+  return out;
 }
 
 function cellOf(action: Action, value: JsonValue, seq: number): Cell {
@@ -90,29 +105,64 @@ export function sameJson(a: JsonValue, b: JsonValue): boolean {
  * incoming write loses (its writer cannot have seen the winner, or its hlc
  * would be larger), or it wins over a write the server sequenced after it.
  */
-function reportFieldClash(rec: EntityRec, field: string, current: Cell, incoming: Cell, incomingWins: boolean, sink: ClashSink): void {
-  if (current.clientId === incoming.clientId || sameJson(current.value, incoming.value)) return;
-  if (!incomingWins) sink(rec, { field, winner: current, loser: incoming, kind: 'lww' });
-  else if (current.seq > 0 && incoming.seq > 0 && current.seq > incoming.seq) {
-    sink(rec, { field, winner: incoming, loser: current, kind: 'lww' });
+function reportFieldClash(
+  rec: EntityRec,
+  field: string,
+  current: Cell,
+  action: Action,
+  value: JsonValue,
+  seq: number,
+  incomingWins: boolean,
+  sink: ClashSink,
+): void {
+  if (current.clientId === action.clientId || sameJson(current.value, value)) return;
+  if (!incomingWins) sink(rec, { field, winner: { ...current }, loser: cellOf(action, value, seq), kind: 'lww' });
+  else if (current.seq > 0 && seq > 0 && current.seq > seq) {
+    sink(rec, { field, winner: cellOf(action, value, seq), loser: { ...current }, kind: 'lww' });
   }
 }
 
-function mergeLive(rec: EntityRec, field: string, incoming: Cell, sink: ClashSink | undefined): void {
+/** Last-writer-wins on one live field; updates the winning cell in place. */
+function mergeLive(rec: EntityRec, field: string, action: Action, value: JsonValue, seq: number, sink: ClashSink | undefined): void {
   const current = rec.fields.get(field);
   if (current === undefined) {
-    rec.fields.set(field, incoming);
+    rec.fields.set(field, cellOf(action, value, seq));
+    // A live value is after the create, so it beats any held one: drop it (R2).
+    const held = rec.held;
+    if (held !== null && held.delete(field) && held.size === 0) rec.held = null;
     return;
   }
-  const cmp = compareStamps(incoming, current);
-  if (cmp > 0) rec.fields.set(field, incoming);
-  if (sink !== undefined && cmp !== 0) reportFieldClash(rec, field, current, incoming, cmp > 0, sink);
+  const cmp = compareStamps(action, current);
+  if (cmp === 0) return;
+  if (sink !== undefined) reportFieldClash(rec, field, current, action, value, seq, cmp > 0, sink);
+  if (cmp > 0) {
+    current.value = value;
+    current.hlc = action.hlc;
+    current.clientId = action.clientId;
+    current.id = action.id;
+    current.seq = seq;
+  }
 }
 
-function mergeHeld(rec: EntityRec, field: string, incoming: Cell): void {
+/** Moves a held cell into the live fields (same rules as a fresh write). */
+function promoteCell(rec: EntityRec, field: string, cell: Cell, sink: ClashSink | undefined): void {
+  const current = rec.fields.get(field);
+  if (current === undefined) {
+    rec.fields.set(field, cell);
+    return;
+  }
+  const cmp = compareStamps(cell, current);
+  if (cmp > 0) rec.fields.set(field, cell);
+  if (sink !== undefined && cmp !== 0 && current.clientId !== cell.clientId && !sameJson(current.value, cell.value) && cmp < 0) {
+    sink(rec, { field, winner: { ...current }, loser: cell, kind: 'lww' });
+  }
+}
+
+function mergeHeld(rec: EntityRec, field: string, action: Action, value: JsonValue, seq: number): void {
+  if (rec.fields.has(field)) return; // already beaten by a live value
   const held = (rec.held ??= new Map());
   const current = held.get(field);
-  if (current === undefined || compareStamps(incoming, current) > 0) held.set(field, incoming);
+  if (current === undefined || compareStamps(action, current) > 0) held.set(field, cellOf(action, value, seq));
 }
 
 /**
@@ -128,7 +178,11 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
   if (rec.deleted !== null) {
     if (action.op === 'delete') {
       if (compareStamps(action, rec.deleted) < 0) rec.deleted = stampFrom(action);
-    } else if (sink !== undefined && action.clientId !== rec.deleted.clientId && compareStamps(action, rec.deleted) > 0) {
+    } else if (action.op === 'create' && (rec.created === null || compareStamps(action, rec.created) < 0)) {
+      // Kept so that every replica's tombstone is the same record, whatever the arrival order.
+      rec.created = stampFrom(action);
+    }
+    if (action.op !== 'delete' && sink !== undefined && action.clientId !== rec.deleted.clientId && compareStamps(action, rec.deleted) > 0) {
       // A write ordered after the delete: its writer had not seen the delete.
       sink(rec, { field: null, winner: rec.deleted, loser: stampFrom(action), kind: 'delete-wins' });
     }
@@ -150,7 +204,7 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
         promoteHeld(rec, sink);
       }
       if (fields !== undefined) {
-        for (const field in fields) mergeLive(rec, field, cellOf(action, fields[field] as JsonValue, seq), sink);
+        for (const field in fields) mergeLive(rec, field, action, fields[field] as JsonValue, seq, sink);
       }
       return;
     }
@@ -158,9 +212,8 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
       if (fields === undefined) return;
       const live = rec.created !== null && compareStamps(action, rec.created) > 0;
       for (const field in fields) {
-        const cell = cellOf(action, fields[field] as JsonValue, seq);
-        if (live) mergeLive(rec, field, cell, sink);
-        else mergeHeld(rec, field, cell);
+        if (live) mergeLive(rec, field, action, fields[field] as JsonValue, seq, sink);
+        else mergeHeld(rec, field, action, fields[field] as JsonValue, seq);
       }
       return;
     }
@@ -175,7 +228,7 @@ function promoteHeld(rec: EntityRec, sink: ClashSink | undefined): void {
   for (const [field, cell] of held) {
     if (compareStamps(cell, created) > 0) {
       held.delete(field);
-      mergeLive(rec, field, cell, sink);
+      promoteCell(rec, field, cell, sink);
     }
   }
   if (held.size === 0) rec.held = null;
@@ -189,7 +242,7 @@ function reportDeleteClash(rec: EntityRec, del: Action, sink: ClashSink): void {
       latest = cell;
     }
   }
-  if (latest !== null) sink(rec, { field: null, winner: stampFrom(del), loser: latest, kind: 'delete-wins' });
+  if (latest !== null) sink(rec, { field: null, winner: stampFrom(del), loser: { ...latest }, kind: 'delete-wins' });
 }
 
 function stampFrom(s: StampRef): StampRef {

@@ -8,6 +8,10 @@
  * I2 after receive(r) the clock is > r. A counter past 4095 carries into the
  * millis (plain integer +1). The wall clock is a parameter: no Date.now here.
  * The encoding holds until wall time 2^53 / 4096 ms (September 2039).
+ *
+ * The drift bound is for whoever owns the reference clock (the API, against
+ * server time). A daemon receives server-vetted actions with an infinite bound:
+ * a device whose own clock runs behind must still accept them.
  */
 
 export const HLC_COUNTER_BITS = 12;

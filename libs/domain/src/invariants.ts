@@ -15,6 +15,7 @@ export function checkRecord(rec: EntityRec): string[] {
   const created = rec.created;
   for (const [field, cell] of rec.held ?? []) {
     if (created !== null && compareStamps(cell, created) >= 0) out.push(`R2 ${where}: held ${field} is not before the create`);
+    if (rec.fields.has(field)) out.push(`R2 ${where}: ${field} is both held and live`);
   }
   for (const [field, cell] of rec.fields) {
     if (created === null && rec.custom === null) out.push(`R3 ${where}: field ${field} without a create`);

@@ -101,16 +101,16 @@ export class Materializer {
 
   /** Folds server-sequenced actions into confirmed state. A pending one is confirmed instead. */
   applyRemote(actions: readonly Action[]): ApplyResult {
-    const changed: Changed = new Map();
+    const touched = new Set<EntityRec>();
     this.#conflicts = [];
     let duplicates = 0;
-    let lastCollection = '';
+    let lastCollection: string | undefined;
     let policy: CollectionPolicy = this.#policies.for('');
-    let recs: Map<string, EntityRec> | undefined;
-    const anyPending = () => this.#pendingById.size > 0;
+    let recs: Map<string, EntityRec> = new Map();
 
     for (const a of actions) {
-      if (anyPending() && this.#pendingById.has(a.id)) {
+      const anyPending = this.#pendingById.size > 0;
+      if (anyPending && this.#pendingById.has(a.id)) {
         this.#confirmOne(a.id, a.seq ?? 0);
         continue;
       }
@@ -118,19 +118,27 @@ export class Materializer {
         duplicates++;
         continue;
       }
-      if (a.collection !== lastCollection || recs === undefined) {
+      if (a.collection !== lastCollection) {
         lastCollection = a.collection;
         policy = this.#policies.for(a.collection);
         recs = this.#recordsOf(a.collection);
       }
       let rec = recs.get(a.entityId);
       if (rec === undefined) recs.set(a.entityId, (rec = emptyRecord(a.collection, a.entityId)));
-      const pending = anyPending() ? this.#pendingFor(a.collection, a.entityId) : undefined;
-      if (pending !== undefined) this.#reportAgainstPending(a, pending);
+      if (anyPending) {
+        const pending = this.#pendingFor(a.collection, a.entityId);
+        if (pending !== undefined) this.#reportAgainstPending(a, pending);
+      }
       applyAction(rec, a, policy, this.#sink);
-      markChanged(changed, a.collection, a.entityId);
+      touched.add(rec);
     }
-    return { changed: this.#views(changed), conflicts: this.#takeConflicts(), duplicates };
+    const changed: EntityState[] = [];
+    for (const rec of touched) {
+      // Remote actions only ever make an entity appear; one still unseen by the app is left out.
+      const view = this.#pendingByEntity.size === 0 ? viewRecord(rec) : this.#materialize(rec.collection, rec.id);
+      if (view !== null) changed.push(view);
+    }
+    return { changed, conflicts: this.#takeConflicts(), duplicates };
   }
 
   /** Adds local actions, not yet acknowledged, on top of confirmed state. */
@@ -252,6 +260,11 @@ export class Materializer {
     applyAction(rec, confirmed, this.#policies.for(a.collection));
   }
 
+  #gone(collection: string, id: string): EntityState {
+    const rec = this.#confirmed.get(collection)?.get(id);
+    return { collection, id, fields: {}, deleted: true, version: rec?.version ?? 0, hlc: rec?.hlc ?? 0 } as EntityState;
+  }
+
   #materialize(collection: string, id: string): EntityState | null {
     const rec = this.#confirmed.get(collection)?.get(id);
     const pending = this.#pendingFor(collection, id);
@@ -266,19 +279,8 @@ export class Materializer {
     const out: EntityState[] = [];
     for (const [collection, ids] of changed) {
       for (const id of ids) {
-        const view = this.#materialize(collection, id);
         // An entity that exists nowhere any more (its only create was rejected) is shown as gone.
-        out.push(
-          view ??
-            ({
-              collection,
-              id,
-              fields: {},
-              deleted: true,
-              version: this.#confirmed.get(collection)?.get(id)?.version ?? 0,
-              hlc: this.#confirmed.get(collection)?.get(id)?.hlc ?? 0,
-            } as EntityState),
-        );
+        out.push(this.#materialize(collection, id) ?? this.#gone(collection, id));
       }
     }
     return out;

@@ -1,0 +1,107 @@
+// bench:domain — incremental apply throughput, sync cost vs history size, and
+// the oracle's full replay, each beside a raw ceiling measured in the same run.
+// Reproduce: npm run bench:domain   (BENCH_SCALE=0.1 for a quick run)
+import { performance } from 'node:perf_hooks';
+import { uuidv7 } from 'uuidv7';
+import { Materializer, reconcile } from '@ferry/domain';
+
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const ACTIONS = Math.round(1_000_000 * SCALE);
+const ENTITIES = Math.round(100_000 * SCALE);
+const BATCH = 10_000;
+const CLIENTS = [uuidv7(), uuidv7(), uuidv7(), uuidv7()];
+const BASE_HLC = 1_763_000_000_000 * 4096;
+
+function makeHistory(entities, updates, startHlc = BASE_HLC) {
+  const out = [];
+  const clientSeq = [0, 0, 0, 0];
+  let hlc = startHlc;
+  for (let e = 0; e < entities; e++) {
+    const c = e % 4;
+    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'create', fields: { title: `t${e}`, body: '' }, hlc: ++hlc });
+  }
+  for (let i = 0; i < updates; i++) {
+    const c = i % 4;
+    const e = (i * 7919) % entities;
+    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'update', fields: { title: `t${i}`, done: i % 2 === 0 }, hlc: ++hlc });
+  }
+  return { actions: out, clientSeq, hlc };
+}
+
+function freshUpdates(count, entities, state, seed) {
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const c = i % 4;
+    const e = (seed * 104729 + i * 7919) % entities;
+    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++state.clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'update', fields: { title: `x${i}` }, hlc: ++state.hlc });
+  }
+  return out;
+}
+
+function applyInBatches(m, actions) {
+  for (let i = 0; i < actions.length; i += BATCH) m.applyRemote(actions.slice(i, i + BATCH));
+}
+
+/** The least work any materializer must do: one map upsert per action. */
+function rawCeiling(actions) {
+  const map = new Map();
+  const t0 = performance.now();
+  for (const a of actions) {
+    const cur = map.get(a.entityId);
+    if (cur === undefined) map.set(a.entityId, { ...a.fields });
+    else Object.assign(cur, a.fields);
+  }
+  return performance.now() - t0;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+globalThis.gc?.();
+
+// (1) throughput: 1,000,000 updates over 100,000 entities
+const setup = makeHistory(ENTITIES, 0);
+const updates = makeHistory(ENTITIES, ACTIONS).actions.slice(ENTITIES);
+const m1 = new Materializer();
+applyInBatches(m1, setup.actions);
+// warm-up on a throwaway instance so the JIT has seen the hot path
+{ const w = new Materializer(); applyInBatches(w, setup.actions.slice(0, 20_000)); }
+globalThis.gc?.();
+const t1 = performance.now();
+applyInBatches(m1, updates);
+const applyMs = performance.now() - t1;
+const rawMs = rawCeiling([...setup.actions, ...updates]) * (updates.length / (setup.actions.length + updates.length));
+const rate = (updates.length / applyMs) * 1000;
+const rawRate = (updates.length / rawMs) * 1000;
+
+// (2) cost of a sync vs history: 1,000 new actions on 1,000,000 vs on 1,000
+function syncCost(historyActions, entities, repeats) {
+  const h = makeHistory(entities, historyActions - entities);
+  const m = new Materializer();
+  applyInBatches(m, h.actions);
+  const state = { clientSeq: h.clientSeq, hlc: h.hlc };
+  const samples = [];
+  for (let r = 0; r < repeats; r++) {
+    const fresh = freshUpdates(1_000, entities, state, r);
+    const t = performance.now();
+    m.applyRemote(fresh);
+    samples.push(performance.now() - t);
+  }
+  return { ms: median(samples.slice(5)), history: h.actions };
+}
+const small = syncCost(1_000, 1_000, 105);
+const bigEntities = ENTITIES;
+const big = syncCost(ACTIONS, bigEntities, 105);
+
+// (3) the oracle replays the whole 1,000,000-action history
+globalThis.gc?.();
+const t3 = performance.now();
+const oracleState = reconcile([], big.history);
+const oracleMs = performance.now() - t3;
+
+const rows = [
+  ['(1) incremental apply, 1M updates / 100k entities', `${fmt(rate)} actions/s`, `raw Map upsert ceiling ${fmt(rawRate)} actions/s`, `ratio ${(rate / rawRate).toFixed(3)}`, `target >= 1,000,000 actions/s: ${rate >= 1e6 ? 'met' : 'NOT met'}`],
+  ['(2) 1,000 new actions on 1M history', `${small.ms.toFixed(3)} ms on 1k history`, `${big.ms.toFixed(3)} ms on ${fmt(big.history.length)} history`, `ratio ${(big.ms / small.ms).toFixed(2)}`, `target <= 1.5: ${big.ms / small.ms <= 1.5 ? 'met' : 'NOT met'}`],
+  ['(3) oracle full replay of the same history', `${fmt(oracleMs)} ms (${oracleState.size} entities)`, `incremental sync ${big.ms.toFixed(3)} ms`, `oracle/sync ${fmt(oracleMs / big.ms)}x`, ''],
+];
+process.stdout.write(`bench:domain  node ${process.version}  scale ${SCALE}\n`);
+for (const r of rows) process.stdout.write(`${r.filter(Boolean).join('  |  ')}\n`);
