@@ -32,6 +32,9 @@ class SeqSet {
 
 export class ClientSeqSet {
   readonly #byClient = new Map<string, SeqSet>();
+  // Consecutive actions usually come from one client: skip the hash lookup then.
+  #lastClient = '';
+  #lastSet: SeqSet | undefined;
 
   has(clientId: string, clientSeq: number): boolean {
     const set = this.#byClient.get(clientId);
@@ -40,11 +43,13 @@ export class ClientSeqSet {
 
   /** Records (clientId, clientSeq); false when it had been seen before. */
   add(clientId: string, clientSeq: number): boolean {
-    let set = this.#byClient.get(clientId);
+    let set = clientId === this.#lastClient ? this.#lastSet : this.#byClient.get(clientId);
     if (set === undefined) {
       set = new SeqSet();
       this.#byClient.set(clientId, set);
     }
+    this.#lastClient = clientId;
+    this.#lastSet = set;
     return set.add(clientSeq);
   }
 

@@ -34,11 +34,28 @@ export interface Cell extends StampRef {
   seq: number;
 }
 
+/**
+ * Field name → cell. The objects have no Object.prototype in their chain, so a
+ * field named "constructor" or "toString" is just a key, yet (unlike
+ * Object.create(null)) they stay in V8's fast mode with inline caches.
+ */
+export type CellBag = Record<string, Cell>;
+const BAG_PROTO: object = Object.freeze(Object.create(null) as object);
+
+export function newBag(): CellBag {
+  return Object.create(BAG_PROTO) as CellBag;
+}
+
+export function bagIsEmpty(bag: CellBag): boolean {
+  for (const _ in bag) return false;
+  return true;
+}
+
 export interface EntityRec {
   readonly collection: string;
   readonly id: string;
-  fields: Map<string, Cell>;
-  held: Map<string, Cell> | null;
+  fields: CellBag;
+  held: CellBag | null;
   created: StampRef | null;
   deleted: StampRef | null;
   version: number;
@@ -47,6 +64,8 @@ export interface EntityRec {
   seq: number;
   /** Only for collections with a custom merge: their history and folded state. */
   custom: CustomPart | null;
+  /** Scratch for callers: the materializer's batch epoch, to collect touched records without a Set. */
+  mark: number;
 }
 
 /** A custom-merge entity keeps its actions, sorted, to re-fold when one arrives out of order. */
@@ -65,7 +84,7 @@ export interface FieldClash {
 export type ClashSink = (rec: EntityRec, clash: FieldClash) => void;
 
 export function emptyRecord(collection: string, id: string): EntityRec {
-  return { collection, id, fields: new Map(), held: null, created: null, deleted: null, version: 0, hlc: 0, seq: 0, custom: null };
+  return { collection, id, fields: newBag(), held: null, created: null, deleted: null, version: 0, hlc: 0, seq: 0, custom: null, mark: 0 };
 }
 
 export function cloneRecord(rec: EntityRec): EntityRec {
@@ -80,12 +99,16 @@ export function cloneRecord(rec: EntityRec): EntityRec {
     hlc: rec.hlc,
     seq: rec.seq,
     custom: rec.custom === null ? null : { history: [...rec.custom.history], state: rec.custom.state },
+    mark: 0,
   };
 }
 
-function copyCells(cells: Map<string, Cell>): Map<string, Cell> {
-  const out = new Map<string, Cell>();
-  for (const [name, c] of cells) out.set(name, { value: c.value, hlc: c.hlc, clientId: c.clientId, id: c.id, seq: c.seq });
+function copyCells(cells: CellBag): CellBag {
+  const out = newBag();
+  for (const name in cells) {
+    const c = cells[name] as Cell;
+    out[name] = { value: c.value, hlc: c.hlc, clientId: c.clientId, id: c.id, seq: c.seq };
+  }
   return out;
 }
 
@@ -124,17 +147,23 @@ function reportFieldClash(
 
 /** Last-writer-wins on one live field; updates the winning cell in place. */
 function mergeLive(rec: EntityRec, field: string, action: Action, value: JsonValue, seq: number, sink: ClashSink | undefined): void {
-  const current = rec.fields.get(field);
+  const current = rec.fields[field];
   if (current === undefined) {
-    rec.fields.set(field, cellOf(action, value, seq));
+    rec.fields[field] = cellOf(action, value, seq);
     // A live value is after the create, so it beats any held one: drop it (R2).
     const held = rec.held;
-    if (held !== null && held.delete(field) && held.size === 0) rec.held = null;
+    if (held !== null && held[field] !== undefined) {
+      delete held[field];
+      if (bagIsEmpty(held)) rec.held = null;
+    }
     return;
   }
   const cmp = compareStamps(action, current);
   if (cmp === 0) return;
-  if (sink !== undefined) reportFieldClash(rec, field, current, action, value, seq, cmp > 0, sink);
+  // Cheap pre-check; reportFieldClash decides (values may still be equal).
+  if (sink !== undefined && current.clientId !== action.clientId && (cmp < 0 || (seq > 0 && current.seq > seq))) {
+    reportFieldClash(rec, field, current, action, value, seq, cmp > 0, sink);
+  }
   if (cmp > 0) {
     current.value = value;
     current.hlc = action.hlc;
@@ -146,23 +175,23 @@ function mergeLive(rec: EntityRec, field: string, action: Action, value: JsonVal
 
 /** Moves a held cell into the live fields (same rules as a fresh write). */
 function promoteCell(rec: EntityRec, field: string, cell: Cell, sink: ClashSink | undefined): void {
-  const current = rec.fields.get(field);
+  const current = rec.fields[field];
   if (current === undefined) {
-    rec.fields.set(field, cell);
+    rec.fields[field] = cell;
     return;
   }
   const cmp = compareStamps(cell, current);
-  if (cmp > 0) rec.fields.set(field, cell);
+  if (cmp > 0) rec.fields[field] = cell;
   if (sink !== undefined && cmp !== 0 && current.clientId !== cell.clientId && !sameJson(current.value, cell.value) && cmp < 0) {
     sink(rec, { field, winner: { ...current }, loser: cell, kind: 'lww' });
   }
 }
 
 function mergeHeld(rec: EntityRec, field: string, action: Action, value: JsonValue, seq: number): void {
-  if (rec.fields.has(field)) return; // already beaten by a live value
-  const held = (rec.held ??= new Map());
-  const current = held.get(field);
-  if (current === undefined || compareStamps(action, current) > 0) held.set(field, cellOf(action, value, seq));
+  if (rec.fields[field] !== undefined) return; // already beaten by a live value
+  const held = (rec.held ??= newBag());
+  const current = held[field];
+  if (current === undefined || compareStamps(action, current) > 0) held[field] = cellOf(action, value, seq);
 }
 
 /**
@@ -194,7 +223,7 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
     case 'delete': {
       if (sink !== undefined) reportDeleteClash(rec, action, sink);
       rec.deleted = stampFrom(action);
-      rec.fields = new Map();
+      rec.fields = newBag();
       rec.held = null;
       return;
     }
@@ -225,19 +254,21 @@ function promoteHeld(rec: EntityRec, sink: ClashSink | undefined): void {
   const held = rec.held;
   const created = rec.created;
   if (held === null || created === null) return;
-  for (const [field, cell] of held) {
+  for (const field in held) {
+    const cell = held[field] as Cell;
     if (compareStamps(cell, created) > 0) {
-      held.delete(field);
+      delete held[field];
       promoteCell(rec, field, cell, sink);
     }
   }
-  if (held.size === 0) rec.held = null;
+  if (bagIsEmpty(held)) rec.held = null;
 }
 
 /** Live writes of other clients ordered after the delete were lost to it. */
 function reportDeleteClash(rec: EntityRec, del: Action, sink: ClashSink): void {
   let latest: Cell | null = null;
-  for (const cell of rec.fields.values()) {
+  for (const field in rec.fields) {
+    const cell = rec.fields[field] as Cell;
     if (cell.clientId !== del.clientId && compareStamps(cell, del) > 0 && (latest === null || compareStamps(cell, latest) > 0)) {
       latest = cell;
     }
@@ -254,7 +285,7 @@ export function viewRecord(rec: EntityRec): EntityState | null {
   if (rec.custom !== null) return viewCustom(rec, rec.custom.state);
   if (rec.deleted === null && rec.created === null) return null;
   const fields: Fields = {};
-  if (rec.deleted === null) for (const [name, cell] of rec.fields) fields[name] = cell.value;
+  if (rec.deleted === null) for (const name in rec.fields) fields[name] = (rec.fields[name] as Cell).value;
   return {
     collection: rec.collection,
     id: rec.id,
@@ -277,10 +308,11 @@ function viewCustom(rec: EntityRec, state: CustomState): EntityState | null {
   } as EntityState;
 }
 
-function cellsToJson(cells: Map<string, Cell> | null): EntityRecord['fields'] {
+function cellsToJson(cells: CellBag | null): EntityRecord['fields'] {
   const out: EntityRecord['fields'] = {};
   if (cells === null) return out;
-  for (const [name, c] of cells) {
+  for (const name in cells) {
+    const c = cells[name] as Cell;
     out[name] = { value: c.value, stamp: { hlc: c.hlc, clientId: c.clientId, id: c.id } } as EntityRecord['fields'][string];
   }
   return out;
@@ -301,10 +333,10 @@ export function recordToJson(rec: EntityRec): EntityRecord {
   } as EntityRecord;
 }
 
-function cellsFromJson(cells: EntityRecord['fields'], seq: number): Map<string, Cell> {
-  const out = new Map<string, Cell>();
+function cellsFromJson(cells: EntityRecord['fields'], seq: number): CellBag {
+  const out = newBag();
   for (const [name, c] of Object.entries(cells)) {
-    out.set(name, { value: c.value, hlc: c.stamp.hlc, clientId: c.stamp.clientId, id: c.stamp.id, seq });
+    out[name] = { value: c.value, hlc: c.stamp.hlc, clientId: c.stamp.clientId, id: c.stamp.id, seq };
   }
   return out;
 }
@@ -320,12 +352,13 @@ export function recordFromJson(json: EntityRecord): EntityRec {
     collection: json.collection,
     id: json.id,
     fields: cellsFromJson(json.fields, json.seq),
-    held: held.size === 0 ? null : held,
+    held: bagIsEmpty(held) ? null : held,
     created: json.created,
     deleted: json.deleted,
     version: json.version,
     hlc: json.hlc,
     seq: json.seq,
     custom: null,
+    mark: 0,
   };
 }

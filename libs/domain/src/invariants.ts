@@ -3,21 +3,21 @@
  * for stores that want to verify what they load. Each returns the violations
  * as readable strings; an empty list means the record is sound.
  */
-import type { EntityRec } from './entity-record.js';
+import { bagIsEmpty, type EntityRec } from './entity-record.js';
 import { compareStamps } from './order.js';
 
 export function checkRecord(rec: EntityRec): string[] {
   const out: string[] = [];
   const where = `${rec.collection}/${rec.id}`;
-  if (rec.deleted !== null && (rec.fields.size > 0 || rec.held !== null)) {
+  if (rec.deleted !== null && (!bagIsEmpty(rec.fields) || rec.held !== null)) {
     out.push(`R1 ${where}: a tombstone keeps fields`);
   }
   const created = rec.created;
-  for (const [field, cell] of rec.held ?? []) {
+  for (const [field, cell] of Object.entries(rec.held ?? {})) {
     if (created !== null && compareStamps(cell, created) >= 0) out.push(`R2 ${where}: held ${field} is not before the create`);
-    if (rec.fields.has(field)) out.push(`R2 ${where}: ${field} is both held and live`);
+    if (rec.fields[field] !== undefined) out.push(`R2 ${where}: ${field} is both held and live`);
   }
-  for (const [field, cell] of rec.fields) {
+  for (const [field, cell] of Object.entries(rec.fields)) {
     if (created === null && rec.custom === null) out.push(`R3 ${where}: field ${field} without a create`);
     else if (created !== null && compareStamps(cell, created) < 0) out.push(`R3 ${where}: field ${field} precedes the create`);
     if (cell.hlc > rec.hlc) out.push(`R4 ${where}: field ${field} is newer than the record's hlc`);

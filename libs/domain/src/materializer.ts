@@ -89,6 +89,7 @@ export class Materializer {
   readonly #pendingById = new Map<string, Action>();
   readonly #pendingByEntity = new Map<string, Map<string, Action[]>>();
   #conflicts: ConflictRecord[] = [];
+  #epoch = 0;
   readonly #sink: ClashSink = (rec, clash) => this.#conflicts.push(this.#clashRecord(rec, clash));
 
   constructor(options: MaterializerOptions = {}) {
@@ -101,7 +102,8 @@ export class Materializer {
 
   /** Folds server-sequenced actions into confirmed state. A pending one is confirmed instead. */
   applyRemote(actions: readonly Action[]): ApplyResult {
-    const touched = new Set<EntityRec>();
+    const epoch = ++this.#epoch;
+    const touched: EntityRec[] = [];
     this.#conflicts = [];
     let duplicates = 0;
     let lastCollection: string | undefined;
@@ -130,7 +132,10 @@ export class Materializer {
         if (pending !== undefined) this.#reportAgainstPending(a, pending);
       }
       applyAction(rec, a, policy, this.#sink);
-      touched.add(rec);
+      if (rec.mark !== epoch) {
+        rec.mark = epoch;
+        touched.push(rec);
+      }
     }
     const changed: EntityState[] = [];
     for (const rec of touched) {
