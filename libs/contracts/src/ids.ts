@@ -63,11 +63,22 @@ export const clientSeqSchema = z.number().int('must be an integer').min(1, 'must
 export const fieldNameSchema = z
   .string()
   .min(1, 'must not be empty')
-  .max(MAX_FIELD_NAME_LENGTH, `must be at most ${MAX_FIELD_NAME_LENGTH} characters`);
+  .max(MAX_FIELD_NAME_LENGTH, `must be at most ${MAX_FIELD_NAME_LENGTH} characters`)
+  // Assigning "__proto__" on a plain object changes its prototype instead of adding a field.
+  .refine((name) => name !== '__proto__', 'must not be "__proto__"');
 
 /** A field value: any JSON value. */
 export const jsonValueSchema = z.json();
 export type JsonValue = z.infer<typeof jsonValueSchema>;
 
-export const fieldsSchema = z.record(fieldNameSchema, jsonValueSchema);
+/**
+ * Field name → JSON value. zod's record silently drops an own "__proto__" key,
+ * which would lose data without a word, so the raw input is checked first.
+ */
+export const fieldsSchema = z.preprocess((raw, ctx) => {
+  if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) {
+    ctx.issues.push({ code: 'custom', message: 'must not be "__proto__"', path: ['__proto__'], input: raw });
+  }
+  return raw;
+}, z.record(fieldNameSchema, jsonValueSchema));
 export type Fields = z.infer<typeof fieldsSchema>;

@@ -33,6 +33,11 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
     return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   }
+  if (issue.code === 'invalid_key' || issue.code === 'invalid_element') {
+    // Say why the key (or map element) is wrong, not only that it is.
+    const inner = issue.issues.map((i) => describeIssue(i)).join(', ');
+    return issue.code === 'invalid_key' ? `invalid field name: ${inner}` : `invalid element: ${inner}`;
+  }
   // zod's default messages start with "Invalid input: "; the path already says where.
   return issue.message.replace(/^Invalid input: /, '');
 }
