@@ -6,7 +6,18 @@ import tseslint from 'typescript-eslint';
 const restrict = (patterns) => ['error', { patterns }];
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', '**/*.config.ts', 'eslint.config.js', 'bench/**', 'scripts/**'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'coverage/**',
+      '**/*.config.ts',
+      'eslint.config.js',
+      'bench/**',
+      'scripts/**',
+      'bin/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -21,14 +32,21 @@ export default tseslint.config(
   },
   {
     files: ['libs/contracts/src/**/*.ts'],
-    rules: { 'no-restricted-imports': restrict([{ group: ['@ferry/*', 'node:*'], message: 'contracts depend on nothing but zod' }]) },
+    rules: {
+      'no-restricted-imports': restrict([
+        { group: ['@ferry/*', 'node:*'], message: 'contracts depend on nothing but zod' },
+      ]),
+    },
   },
   {
     files: ['libs/domain/src/**/*.ts'],
     ignores: ['libs/domain/src/**/*.test.ts'],
     rules: {
       'no-restricted-imports': restrict([
-        { group: ['@ferry/api', '@ferry/sync-daemon', '@ferry/testing', 'node:*'], message: 'the domain is pure: no I/O, no services' },
+        {
+          group: ['@ferry/api', '@ferry/sync-daemon', '@ferry/testing', 'node:*'],
+          message: 'the domain is pure: no I/O, no services',
+        },
       ]),
       'no-restricted-globals': ['error', { name: 'Date', message: 'pass a clock in' }],
       'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'pass ids in' }],
@@ -36,19 +54,36 @@ export default tseslint.config(
   },
   {
     files: ['services/api/src/**/*.ts'],
-    rules: { 'no-restricted-imports': restrict([{ group: ['@ferry/sync-daemon', '**/sync-daemon/**'], message: 'services meet only on the wire' }]) },
+    rules: {
+      'no-restricted-imports': restrict([
+        { group: ['@ferry/sync-daemon', '**/sync-daemon/**'], message: 'services meet only on the wire' },
+      ]),
+    },
   },
   {
     files: ['services/sync-daemon/src/**/*.ts'],
-    rules: { 'no-restricted-imports': restrict([{ group: ['@ferry/api', '**/services/api/**'], message: 'services meet only on the wire' }]) },
+    rules: {
+      'no-restricted-imports': restrict([
+        { group: ['@ferry/api', '**/services/api/**'], message: 'services meet only on the wire' },
+      ]),
+    },
   },
   {
     files: ['**/*.test.ts', '**/test/**/*.ts', 'libs/testing/**/*.ts'],
-    rules: { 'no-console': 'off', '@typescript-eslint/no-unsafe-assignment': 'off', '@typescript-eslint/no-unsafe-member-access': 'off' },
+    rules: {
+      'no-console': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+    },
   },
   {
     files: ['**/src/**/*.ts'],
     ignores: ['**/*.test.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/*.test', '**/*.test.js', '**/test/**'], message: 'no imports of test files' }] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/*.test', '**/*.test.js', '**/test/**'], message: 'no imports of test files' }] },
+      ],
+    },
   },
 );

@@ -18,12 +18,30 @@ function makeHistory(entities, updates, startHlc = BASE_HLC) {
   let hlc = startHlc;
   for (let e = 0; e < entities; e++) {
     const c = e % 4;
-    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'create', fields: { title: `t${e}`, body: '' }, hlc: ++hlc });
+    out.push({
+      id: uuidv7(),
+      clientId: CLIENTS[c],
+      clientSeq: ++clientSeq[c],
+      collection: 'notes',
+      entityId: `n${e}`,
+      op: 'create',
+      fields: { title: `t${e}`, body: '' },
+      hlc: ++hlc,
+    });
   }
   for (let i = 0; i < updates; i++) {
     const c = i % 4;
     const e = (i * 7919) % entities;
-    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'update', fields: { title: `t${i}`, done: i % 2 === 0 }, hlc: ++hlc });
+    out.push({
+      id: uuidv7(),
+      clientId: CLIENTS[c],
+      clientSeq: ++clientSeq[c],
+      collection: 'notes',
+      entityId: `n${e}`,
+      op: 'update',
+      fields: { title: `t${i}`, done: i % 2 === 0 },
+      hlc: ++hlc,
+    });
   }
   return { actions: out, clientSeq, hlc };
 }
@@ -33,7 +51,16 @@ function freshUpdates(count, entities, state, seed) {
   for (let i = 0; i < count; i++) {
     const c = i % 4;
     const e = (seed * 104729 + i * 7919) % entities;
-    out.push({ id: uuidv7(), clientId: CLIENTS[c], clientSeq: ++state.clientSeq[c], collection: 'notes', entityId: `n${e}`, op: 'update', fields: { title: `x${i}` }, hlc: ++state.hlc });
+    out.push({
+      id: uuidv7(),
+      clientId: CLIENTS[c],
+      clientSeq: ++state.clientSeq[c],
+      collection: 'notes',
+      entityId: `n${e}`,
+      op: 'update',
+      fields: { title: `x${i}` },
+      hlc: ++state.hlc,
+    });
   }
   return out;
 }
@@ -64,7 +91,10 @@ const updates = makeHistory(ENTITIES, ACTIONS).actions.slice(ENTITIES);
 const m1 = new Materializer();
 applyInBatches(m1, setup.actions);
 // warm-up on a throwaway instance so the JIT has seen the hot path
-{ const w = new Materializer(); applyInBatches(w, setup.actions.slice(0, 20_000)); }
+{
+  const w = new Materializer();
+  applyInBatches(w, setup.actions.slice(0, 20_000));
+}
 globalThis.gc?.();
 const t1 = performance.now();
 applyInBatches(m1, updates);
@@ -76,7 +106,11 @@ const rawRate = (updates.length / rawMs) * 1000;
 // (2) cost of a sync vs history: 1,000 new actions on 1,000,000 vs on 1,000.
 // A minor GC before each timed sample keeps collector pauses of the setup out of a ~1 ms window.
 const minorGc = () => {
-  try { globalThis.gc?.({ type: 'minor' }); } catch { globalThis.gc?.(); }
+  try {
+    globalThis.gc?.({ type: 'minor' });
+  } catch {
+    globalThis.gc?.();
+  }
 };
 function syncCost(historyActions, entities, repeats) {
   const h = makeHistory(entities, historyActions - entities);
@@ -114,10 +148,34 @@ const oracleMs = performance.now() - t3;
 const r2a = deep.ms / small.ms;
 const r2b = big.ms / small.ms;
 const rows = [
-  ['(1) incremental apply, 1M updates / 100k entities', `${fmt(rate)} actions/s`, `raw Map upsert ceiling ${fmt(rawRate)} actions/s`, `ratio ${(rate / rawRate).toFixed(3)}`, `target >= 1,000,000 actions/s: ${rate >= 1e6 ? 'met' : 'NOT met'}`],
-  ['(2a) 1,000 new actions, history 1M vs 1k, same 1k entities', `${deep.ms.toFixed(3)} ms vs ${small.ms.toFixed(3)} ms`, `ratio ${r2a.toFixed(2)}`, `raw Map ratio ${(deep.rawMs / small.rawMs).toFixed(2)}`, `target <= 1.5: ${r2a <= 1.5 ? 'met' : 'NOT met'}`],
-  ['(2b) 1,000 new actions, history 1M over 100k entities vs 1k', `${big.ms.toFixed(3)} ms vs ${small.ms.toFixed(3)} ms`, `ratio ${r2b.toFixed(2)}`, `raw Map ratio ${(big.rawMs / small.rawMs).toFixed(2)} (cache effect of a 100x larger working set)`, `target <= 1.5: ${r2b <= 1.5 ? 'met' : 'NOT met'}`],
-  ['(3) oracle full replay of the 1M history', `${fmt(oracleMs)} ms (${oracleState.size} entities)`, `incremental sync of 1,000 on it ${big.ms.toFixed(3)} ms`, `oracle/sync ${fmt(oracleMs / big.ms)}x`, ''],
+  [
+    '(1) incremental apply, 1M updates / 100k entities',
+    `${fmt(rate)} actions/s`,
+    `raw Map upsert ceiling ${fmt(rawRate)} actions/s`,
+    `ratio ${(rate / rawRate).toFixed(3)}`,
+    `target >= 1,000,000 actions/s: ${rate >= 1e6 ? 'met' : 'NOT met'}`,
+  ],
+  [
+    '(2a) 1,000 new actions, history 1M vs 1k, same 1k entities',
+    `${deep.ms.toFixed(3)} ms vs ${small.ms.toFixed(3)} ms`,
+    `ratio ${r2a.toFixed(2)}`,
+    `raw Map ratio ${(deep.rawMs / small.rawMs).toFixed(2)}`,
+    `target <= 1.5: ${r2a <= 1.5 ? 'met' : 'NOT met'}`,
+  ],
+  [
+    '(2b) 1,000 new actions, history 1M over 100k entities vs 1k',
+    `${big.ms.toFixed(3)} ms vs ${small.ms.toFixed(3)} ms`,
+    `ratio ${r2b.toFixed(2)}`,
+    `raw Map ratio ${(big.rawMs / small.rawMs).toFixed(2)} (cache effect of a 100x larger working set)`,
+    `target <= 1.5: ${r2b <= 1.5 ? 'met' : 'NOT met'}`,
+  ],
+  [
+    '(3) oracle full replay of the 1M history',
+    `${fmt(oracleMs)} ms (${oracleState.size} entities)`,
+    `incremental sync of 1,000 on it ${big.ms.toFixed(3)} ms`,
+    `oracle/sync ${fmt(oracleMs / big.ms)}x`,
+    '',
+  ],
 ];
 process.stdout.write(`bench:domain  node ${process.version}  scale ${SCALE}\n`);
 for (const r of rows) process.stdout.write(`${r.filter(Boolean).join('  |  ')}\n`);

@@ -56,7 +56,12 @@ export const daemonConfigSchema = z.strictObject({
   batch: z
     .strictObject({
       maxActions: z.number().int().min(1).max(DEFAULT_LIMITS.maxActionsPerBatch).default(1000),
-      maxBytes: z.number().int().min(1024).max(DEFAULT_LIMITS.maxBatchBytes).default(512 * 1024),
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(DEFAULT_LIMITS.maxBatchBytes)
+        .default(512 * 1024),
       intervalMs: z.number().int().min(0).default(5),
     })
     .default({ maxActions: 1000, maxBytes: 512 * 1024, intervalMs: 5 }),

@@ -20,10 +20,7 @@ export const tenantIdSchema = z
   .brand<'TenantId'>();
 export type TenantId = z.infer<typeof tenantIdSchema>;
 
-export const appNameSchema = z
-  .string()
-  .regex(APP_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63}')
-  .brand<'AppName'>();
+export const appNameSchema = z.string().regex(APP_PATTERN, 'must match [a-z0-9][a-z0-9_-]{0,63}').brand<'AppName'>();
 export type AppName = z.infer<typeof appNameSchema>;
 
 /** uuidv7 in practice, but any uuid is accepted so a client may be named in config. */
@@ -75,10 +72,13 @@ export type JsonValue = z.infer<typeof jsonValueSchema>;
  * Field name → JSON value. zod's record silently drops an own "__proto__" key,
  * which would lose data without a word, so the raw input is checked first.
  */
-export const fieldsSchema = z.preprocess((raw, ctx) => {
-  if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) {
-    ctx.issues.push({ code: 'custom', message: 'must not be "__proto__"', path: ['__proto__'], input: raw });
-  }
-  return raw;
-}, z.record(fieldNameSchema, jsonValueSchema));
+export const fieldsSchema = z.preprocess(
+  (raw, ctx) => {
+    if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) {
+      ctx.issues.push({ code: 'custom', message: 'must not be "__proto__"', path: ['__proto__'], input: raw });
+    }
+    return raw;
+  },
+  z.record(fieldNameSchema, jsonValueSchema),
+);
 export type Fields = z.infer<typeof fieldsSchema>;

@@ -43,11 +43,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 /** Parses `value` with `schema`; never throws. */
-export function parseWith<S extends z.ZodType>(
-  schema: S,
-  value: unknown,
-  context?: string,
-): ParseResult<z.output<S>> {
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, context?: string): ParseResult<z.output<S>> {
   const result = schema.safeParse(value);
   if (result.success) return { ok: true, value: result.data };
   return { ok: false, message: formatIssues(result.error.issues, context) };

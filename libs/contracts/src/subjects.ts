@@ -50,7 +50,9 @@ export type BusSubjects = ReturnType<typeof busSubjects>;
 
 /** JetStream names the daemon creates on the local NATS (names cannot contain dots). */
 export function captureStreamName(app: AppName | string): string {
-  return `FERRY_${String(app).replace(/[^A-Za-z0-9_-]/g, '_').toUpperCase()}_CHANGES`;
+  return `FERRY_${String(app)
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .toUpperCase()}_CHANGES`;
 }
 
 export function captureConsumerName(app: AppName | string): string {

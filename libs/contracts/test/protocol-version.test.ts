@@ -39,7 +39,10 @@ const SUBJECTS = [
 
 function protocolHash(): string {
   const schemas = Object.fromEntries(
-    Object.entries(WIRE).map(([name, schema]) => [name, z.toJSONSchema(schema, { unrepresentable: 'any', io: 'input' })]),
+    Object.entries(WIRE).map(([name, schema]) => [
+      name,
+      z.toJSONSchema(schema, { unrepresentable: 'any', io: 'input' }),
+    ]),
   );
   return createHash('sha256')
     .update(JSON.stringify({ schemas, subjects: SUBJECTS, codes: contracts.ERROR_CODES }))

@@ -33,7 +33,16 @@ import {
 const CLIENT = '0190a000-0000-7000-8000-00000000000a';
 const ACTION_ID = '0190a000-0000-7000-8000-000000000001';
 const HLC = 1_763_000_000_000 * 4096;
-const action = { id: ACTION_ID, clientId: CLIENT, clientSeq: 1, collection: 'notes', entityId: '45', op: 'update', fields: { title: 'Shopping' }, hlc: HLC };
+const action = {
+  id: ACTION_ID,
+  clientId: CLIENT,
+  clientSeq: 1,
+  collection: 'notes',
+  entityId: '45',
+  op: 'update',
+  fields: { title: 'Shopping' },
+  hlc: HLC,
+};
 const entity = { collection: 'notes', id: '45', fields: { title: 'Shopping' }, deleted: false, version: 2, hlc: HLC };
 const stamp = { hlc: HLC, clientId: CLIENT, id: ACTION_ID };
 const conflict = {
@@ -41,7 +50,12 @@ const conflict = {
   entityId: '45',
   field: 'title',
   winner: { actionId: ACTION_ID, clientId: CLIENT, hlc: HLC, value: 'Groceries' },
-  loser: { actionId: '0190a000-0000-7000-8000-000000000002', clientId: '0190a000-0000-7000-8000-00000000000b', hlc: HLC - 1, value: 'Shopping' },
+  loser: {
+    actionId: '0190a000-0000-7000-8000-000000000002',
+    clientId: '0190a000-0000-7000-8000-00000000000b',
+    hlc: HLC - 1,
+    value: 'Shopping',
+  },
   resolution: 'lww',
 };
 
@@ -58,19 +72,40 @@ const cases: Case[] = [
     name: 'tenant',
     schema: tenantIdSchema,
     valid: ['acme', 'a', 'acme_eu-1'],
-    invalid: [['Acme', 'must match'], ['a.b', 'must match'], ['', 'must match'], ['x'.repeat(65), 'must match']],
+    invalid: [
+      ['Acme', 'must match'],
+      ['a.b', 'must match'],
+      ['', 'must match'],
+      ['x'.repeat(65), 'must match'],
+    ],
   },
   {
     name: 'collection',
     schema: collectionNameSchema,
     valid: ['notes', '_x', 'Notes2'],
-    invalid: [['2notes', 'must match'], ['no-dash', 'must match'], ['a.b', 'must match']],
+    invalid: [
+      ['2notes', 'must match'],
+      ['no-dash', 'must match'],
+      ['a.b', 'must match'],
+    ],
   },
-  { name: 'entity id', schema: entityIdSchema, valid: ['45', 'a b/c.d'], invalid: [['', 'must not be empty'], ['x'.repeat(257), 'at most 256']] },
+  {
+    name: 'entity id',
+    schema: entityIdSchema,
+    valid: ['45', 'a b/c.d'],
+    invalid: [
+      ['', 'must not be empty'],
+      ['x'.repeat(257), 'at most 256'],
+    ],
+  },
   {
     name: 'Action',
     schema: actionSchema,
-    valid: [action, { ...action, op: 'delete', fields: undefined }, { ...action, op: 'create', baseVersion: 0, seq: 9 }],
+    valid: [
+      action,
+      { ...action, op: 'delete', fields: undefined },
+      { ...action, op: 'create', baseVersion: 0, seq: 9 },
+    ],
     invalid: [
       [{ ...action, fields: { title: undefined } }, 'fields.title'],
       [{ ...action, hlc: -1 }, 'hlc: must not be negative'],
@@ -88,24 +123,54 @@ const cases: Case[] = [
   {
     name: 'ChangeEvent',
     schema: changeEventSchema,
-    valid: [{ collection: 'notes', id: '45', op: 'create', fields: { title: 'x', tags: ['a'], meta: { n: 1 } } }, { collection: 'notes', id: '45', op: 'delete', eventId: 'e1' }],
+    valid: [
+      { collection: 'notes', id: '45', op: 'create', fields: { title: 'x', tags: ['a'], meta: { n: 1 } } },
+      { collection: 'notes', id: '45', op: 'delete', eventId: 'e1' },
+    ],
     invalid: [
       [{ collection: 'notes', id: '45', op: 'update', fields: { title: () => 1 } }, 'fields.title'],
       [{ collection: 'notes', op: 'update', fields: { a: 1 } }, 'id:'],
-      [{ collection: 'notes', id: '45', op: 'update', fields: { a: 1 }, baseVersion: -2 }, 'baseVersion: must not be negative'],
-      [{ collection: 'notes', id: '45', op: 'update', fields: JSON.parse('{"__proto__":{"x":1},"a":2}') as unknown }, 'fields.__proto__: must not be "__proto__"'],
+      [
+        { collection: 'notes', id: '45', op: 'update', fields: { a: 1 }, baseVersion: -2 },
+        'baseVersion: must not be negative',
+      ],
+      [
+        { collection: 'notes', id: '45', op: 'update', fields: JSON.parse('{"__proto__":{"x":1},"a":2}') as unknown },
+        'fields.__proto__: must not be "__proto__"',
+      ],
       [{ collection: 'notes', id: '45', op: 'update', fields: { ['x'.repeat(129)]: 1 } }, 'at most 128'],
     ],
   },
-  { name: 'EntityState', schema: entityStateSchema, valid: [entity], invalid: [[{ ...entity, deleted: 'no' }, 'deleted:'], [{ ...entity, version: -1 }, 'version:']] },
+  {
+    name: 'EntityState',
+    schema: entityStateSchema,
+    valid: [entity],
+    invalid: [
+      [{ ...entity, deleted: 'no' }, 'deleted:'],
+      [{ ...entity, version: -1 }, 'version:'],
+    ],
+  },
   {
     name: 'StateBatch',
     schema: stateBatchSchema,
     valid: [{ entities: [entity], cursor: 7 }],
-    invalid: [[{ entities: [{ ...entity, id: '' }], cursor: 7 }, 'entities[0].id: must not be empty'], [{ entities: [] }, 'cursor:']],
+    invalid: [
+      [{ entities: [{ ...entity, id: '' }], cursor: 7 }, 'entities[0].id: must not be empty'],
+      [{ entities: [] }, 'cursor:'],
+    ],
   },
-  { name: 'query request', schema: queryRequestSchema, valid: [{ collection: 'notes' }, { collection: 'notes', id: '45' }], invalid: [[{ id: '45' }, 'collection:']] },
-  { name: 'query reply', schema: queryReplySchema, valid: [{ entities: [entity] }], invalid: [[{ entities: [{}] }, 'entities[0].collection']] },
+  {
+    name: 'query request',
+    schema: queryRequestSchema,
+    valid: [{ collection: 'notes' }, { collection: 'notes', id: '45' }],
+    invalid: [[{ id: '45' }, 'collection:']],
+  },
+  {
+    name: 'query reply',
+    schema: queryReplySchema,
+    valid: [{ entities: [entity] }],
+    invalid: [[{ entities: [{}] }, 'entities[0].collection']],
+  },
   {
     name: 'status reply',
     schema: statusReplySchema,
@@ -116,38 +181,109 @@ const cases: Case[] = [
     name: 'push request',
     schema: pushRequestSchema,
     valid: [{ clientId: CLIENT, actions: [action] }],
-    invalid: [[{ clientId: CLIENT, actions: [] }, 'actions: must hold at least one action'], [{ clientId: CLIENT, actions: [{ ...action, hlc: 'x' }] }, 'actions[0].hlc']],
+    invalid: [
+      [{ clientId: CLIENT, actions: [] }, 'actions: must hold at least one action'],
+      [{ clientId: CLIENT, actions: [{ ...action, hlc: 'x' }] }, 'actions[0].hlc'],
+    ],
   },
   {
     name: 'push reply',
     schema: pushReplySchema,
-    valid: [{ results: [{ id: ACTION_ID, status: 'accepted', seq: 1 }, { id: ACTION_ID, status: 'rejected', reason: 'stale', current: entity }], headSeq: 1 }],
+    valid: [
+      {
+        results: [
+          { id: ACTION_ID, status: 'accepted', seq: 1 },
+          { id: ACTION_ID, status: 'rejected', reason: 'stale', current: entity },
+        ],
+        headSeq: 1,
+      },
+    ],
     invalid: [[{ results: [{ id: ACTION_ID, status: 'ok' }], headSeq: 1 }, 'results[0].status']],
   },
   {
     name: 'pull request',
     schema: pullRequestSchema,
-    valid: [{ since: 0, limit: 100 }, { since: 5, limit: 1, clientId: CLIENT }],
-    invalid: [[{ since: -1, limit: 100 }, 'since: must not be negative'], [{ since: 0, limit: 0 }, 'limit: must be at least 1']],
+    valid: [
+      { since: 0, limit: 100 },
+      { since: 5, limit: 1, clientId: CLIENT },
+    ],
+    invalid: [
+      [{ since: -1, limit: 100 }, 'since: must not be negative'],
+      [{ since: 0, limit: 0 }, 'limit: must be at least 1'],
+    ],
   },
   {
     name: 'pull reply',
     schema: pullReplySchema,
-    valid: [{ actions: [{ ...action, seq: 3 }], next: 3, more: false }, { actions: [], next: 0, more: false, resetRequired: true }],
+    valid: [
+      { actions: [{ ...action, seq: 3 }], next: 3, more: false },
+      { actions: [], next: 0, more: false, resetRequired: true },
+    ],
     invalid: [[{ actions: [action], next: 3, more: false }, 'actions[0].seq']],
   },
-  { name: 'snapshot request', schema: snapshotRequestSchema, valid: [{ limit: 10 }, { limit: 10, after: 'abc' }], invalid: [[{ limit: 'all' }, 'limit:']] },
+  {
+    name: 'snapshot request',
+    schema: snapshotRequestSchema,
+    valid: [{ limit: 10 }, { limit: 10, after: 'abc' }],
+    invalid: [[{ limit: 'all' }, 'limit:']],
+  },
   {
     name: 'snapshot reply',
     schema: snapshotReplySchema,
-    valid: [{ entities: [{ collection: 'notes', id: '45', fields: { title: { value: 'x', stamp } }, held: {}, created: stamp, deleted: null, version: 1, hlc: HLC, seq: 4 }], seq: 4, after: null, more: false }],
+    valid: [
+      {
+        entities: [
+          {
+            collection: 'notes',
+            id: '45',
+            fields: { title: { value: 'x', stamp } },
+            held: {},
+            created: stamp,
+            deleted: null,
+            version: 1,
+            hlc: HLC,
+            seq: 4,
+          },
+        ],
+        seq: 4,
+        after: null,
+        more: false,
+      },
+    ],
     invalid: [[{ entities: [], seq: 4, after: 3, more: false }, 'after:']],
   },
   {
     name: 'entity record',
     schema: entityRecordSchema,
-    valid: [{ collection: 'notes', id: '45', fields: {}, held: {}, created: null, deleted: stamp, version: 1, hlc: HLC, seq: 1 }],
-    invalid: [[{ collection: 'notes', id: '45', fields: { t: { value: 1 } }, held: {}, created: null, deleted: null, version: 1, hlc: HLC, seq: 1 }, 'fields.t.stamp']],
+    valid: [
+      {
+        collection: 'notes',
+        id: '45',
+        fields: {},
+        held: {},
+        created: null,
+        deleted: stamp,
+        version: 1,
+        hlc: HLC,
+        seq: 1,
+      },
+    ],
+    invalid: [
+      [
+        {
+          collection: 'notes',
+          id: '45',
+          fields: { t: { value: 1 } },
+          held: {},
+          created: null,
+          deleted: null,
+          version: 1,
+          hlc: HLC,
+          seq: 1,
+        },
+        'fields.t.stamp',
+      ],
+    ],
   },
   { name: 'feed', schema: feedMessageSchema, valid: [{ headSeq: 0 }], invalid: [[{ headSeq: 'x' }, 'headSeq:']] },
   {
@@ -156,7 +292,12 @@ const cases: Case[] = [
     valid: [{ error: { code: 'clock_drift', message: 'actions[0].hlc is 3600000 ms ahead' } }],
     invalid: [[{ error: { code: 'oops', message: '' } }, 'error.code']],
   },
-  { name: 'conflict record', schema: conflictRecordSchema, valid: [conflict, { ...conflict, winner: null, resolution: 'rejected' }], invalid: [[{ ...conflict, resolution: 'coin-toss' }, 'resolution:']] },
+  {
+    name: 'conflict record',
+    schema: conflictRecordSchema,
+    valid: [conflict, { ...conflict, winner: null, resolution: 'rejected' }],
+    invalid: [[{ ...conflict, resolution: 'coin-toss' }, 'resolution:']],
+  },
   {
     name: 'sync event',
     schema: syncEventSchema,
@@ -166,13 +307,23 @@ const cases: Case[] = [
       { type: 'dead-lettered', at: 1, code: 'invalid', reason: 'changes: fields.title: …', sourceRef: '17' },
       { type: 'offline', at: 1, reason: 'no responders' },
     ],
-    invalid: [[{ type: 'teleported', at: 1 }, 'type'], [{ type: 'online' }, 'at:'], [{ type: 'conflict', at: 1, conflict: { ...conflict, field: 3 } }, 'conflict.field']],
+    invalid: [
+      [{ type: 'teleported', at: 1 }, 'type'],
+      [{ type: 'online' }, 'at:'],
+      [{ type: 'conflict', at: 1, conflict: { ...conflict, field: 3 } }, 'conflict.field'],
+    ],
   },
   {
     name: 'daemon config',
     schema: daemonConfigSchema,
     valid: [
-      { app: 'notes', tenant: 'acme', bus: { url: 'nats://127.0.0.1:4222' }, upstream: { url: 'nats://sync.example.com:4222' }, dataDir: './data' },
+      {
+        app: 'notes',
+        tenant: 'acme',
+        bus: { url: 'nats://127.0.0.1:4222' },
+        upstream: { url: 'nats://sync.example.com:4222' },
+        dataDir: './data',
+      },
       {
         app: 'notes',
         tenant: 'acme',
@@ -186,18 +337,64 @@ const cases: Case[] = [
       },
     ],
     invalid: [
-      [{ app: 'notes', tenant: 'acme', bus: { url: 'nats://x:1' }, upstream: { url: 'nats://y:2' }, dataDir: './d', colections: {} }, 'unknown key "colections"'],
-      [{ app: 'notes', tenant: 'acme', bus: { url: 'http://x' }, upstream: { url: 'nats://y:2' }, dataDir: './d' }, 'bus.url: must be a nats://'],
-      [{ app: 'notes', tenant: 'acme', bus: { url: 'nats://x:1' }, upstream: { url: 'nats://y:2' }, dataDir: './d', http: { port: '7070' } }, 'http.port'],
-      [{ app: 'notes', tenant: 'acme', bus: { url: 'nats://x:1' }, upstream: { url: 'nats://y:2' }, dataDir: './d', source: { kind: 'ftp' } }, 'source.kind'],
-      [{ app: 'notes', tenant: 'acme', bus: { url: 'nats://x:1' }, upstream: { url: 'nats://y:2' }, dataDir: './d', collections: { notes: { policy: 'newest' } } }, 'collections.notes.policy'],
+      [
+        {
+          app: 'notes',
+          tenant: 'acme',
+          bus: { url: 'nats://x:1' },
+          upstream: { url: 'nats://y:2' },
+          dataDir: './d',
+          colections: {},
+        },
+        'unknown key "colections"',
+      ],
+      [
+        { app: 'notes', tenant: 'acme', bus: { url: 'http://x' }, upstream: { url: 'nats://y:2' }, dataDir: './d' },
+        'bus.url: must be a nats://',
+      ],
+      [
+        {
+          app: 'notes',
+          tenant: 'acme',
+          bus: { url: 'nats://x:1' },
+          upstream: { url: 'nats://y:2' },
+          dataDir: './d',
+          http: { port: '7070' },
+        },
+        'http.port',
+      ],
+      [
+        {
+          app: 'notes',
+          tenant: 'acme',
+          bus: { url: 'nats://x:1' },
+          upstream: { url: 'nats://y:2' },
+          dataDir: './d',
+          source: { kind: 'ftp' },
+        },
+        'source.kind',
+      ],
+      [
+        {
+          app: 'notes',
+          tenant: 'acme',
+          bus: { url: 'nats://x:1' },
+          upstream: { url: 'nats://y:2' },
+          dataDir: './d',
+          collections: { notes: { policy: 'newest' } },
+        },
+        'collections.notes.policy',
+      ],
     ],
   },
   {
     name: 'api config',
     schema: apiConfigSchema,
     valid: [{ natsUrl: 'nats://127.0.0.1:4222', dataDir: '/var/lib/ferry' }],
-    invalid: [[{ natsUrl: 'nats://127.0.0.1:4222' }, 'dataDir:'], [{ natsUrl: 'nats://a:1', dataDir: 'd', limits: { maxBatchBytes: 1 } }, 'limits.maxBatchBytes']],
+    invalid: [
+      [{ natsUrl: 'nats://127.0.0.1:4222' }, 'dataDir:'],
+      [{ natsUrl: 'nats://a:1', dataDir: 'd', limits: { maxBatchBytes: 1 } }, 'limits.maxBatchBytes'],
+    ],
   },
 ];
 
@@ -206,19 +403,28 @@ describe.each(cases)('$name schema', ({ schema, valid, invalid }) => {
     const result = parseWith(schema, value);
     expect(result).toMatchObject({ ok: true });
   });
-  it.each(invalid.map(([v, fragment], i) => [i, v, fragment] as const))('rejects malformed example %i naming the field', (_i, value, fragment) => {
-    const result = parseWith(schema, value, 'ctx');
-    expect(result.ok).toBe(false);
-    if (!result.ok) {
-      expect(result.message).toContain(fragment);
-      expect(result.message.startsWith('ctx: ')).toBe(true);
-    }
-  });
+  it.each(invalid.map(([v, fragment], i) => [i, v, fragment] as const))(
+    'rejects malformed example %i naming the field',
+    (_i, value, fragment) => {
+      const result = parseWith(schema, value, 'ctx');
+      expect(result.ok).toBe(false);
+      if (!result.ok) {
+        expect(result.message).toContain(fragment);
+        expect(result.message.startsWith('ctx: ')).toBe(true);
+      }
+    },
+  );
 });
 
 describe('decodeWith', () => {
   it('reports malformed JSON as a root issue, without throwing', () => {
-    expect(decodeWith(feedMessageSchema, 'not json', 'feed')).toMatchObject({ ok: false, message: expect.stringContaining('feed: (root): not valid JSON') as unknown });
-    expect(decodeWith(feedMessageSchema, new TextEncoder().encode('{"headSeq":3}'))).toEqual({ ok: true, value: { headSeq: 3 } });
+    expect(decodeWith(feedMessageSchema, 'not json', 'feed')).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('feed: (root): not valid JSON') as unknown,
+    });
+    expect(decodeWith(feedMessageSchema, new TextEncoder().encode('{"headSeq":3}'))).toEqual({
+      ok: true,
+      value: { headSeq: 3 },
+    });
   });
 });

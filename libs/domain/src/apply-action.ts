@@ -18,7 +18,11 @@ export type StaleCheck = { ok: true } | { ok: false; reason: string; current: En
  * reject-stale: the action must name the version it was made against. An
  * absent baseVersion counts as 0, which only a never-seen entity has.
  */
-export function checkBaseVersion(rec: EntityRec | null, action: Action, view: (r: EntityRec) => EntityState | null): StaleCheck {
+export function checkBaseVersion(
+  rec: EntityRec | null,
+  action: Action,
+  view: (r: EntityRec) => EntityState | null,
+): StaleCheck {
   const expected = action.baseVersion ?? 0;
   const actual = rec === null ? 0 : rec.version;
   if (expected === actual) return { ok: true };

@@ -8,7 +8,11 @@ import type { EntityRec } from './entity-record.js';
 import { compareStamps } from './order.js';
 import type { CustomMerge, CustomState } from './policy.js';
 
-export const INITIAL_CUSTOM_STATE: CustomState = Object.freeze({ exists: false, deleted: false, fields: Object.freeze({}) });
+export const INITIAL_CUSTOM_STATE: CustomState = Object.freeze({
+  exists: false,
+  deleted: false,
+  fields: Object.freeze({}),
+});
 
 /** Where `action` goes in the sorted history (binary search). */
 function insertionIndex(history: readonly Action[], action: Action): number {

@@ -84,7 +84,19 @@ export interface FieldClash {
 export type ClashSink = (rec: EntityRec, clash: FieldClash) => void;
 
 export function emptyRecord(collection: string, id: string): EntityRec {
-  return { collection, id, fields: newBag(), held: null, created: null, deleted: null, version: 0, hlc: 0, seq: 0, custom: null, mark: 0 };
+  return {
+    collection,
+    id,
+    fields: newBag(),
+    held: null,
+    created: null,
+    deleted: null,
+    version: 0,
+    hlc: 0,
+    seq: 0,
+    custom: null,
+    mark: 0,
+  };
 }
 
 export function cloneRecord(rec: EntityRec): EntityRec {
@@ -146,7 +158,14 @@ function reportFieldClash(
 }
 
 /** Last-writer-wins on one live field; updates the winning cell in place. */
-function mergeLive(rec: EntityRec, field: string, action: Action, value: JsonValue, seq: number, sink: ClashSink | undefined): void {
+function mergeLive(
+  rec: EntityRec,
+  field: string,
+  action: Action,
+  value: JsonValue,
+  seq: number,
+  sink: ClashSink | undefined,
+): void {
   const current = rec.fields[field];
   if (current === undefined) {
     rec.fields[field] = cellOf(action, value, seq);
@@ -182,7 +201,13 @@ function promoteCell(rec: EntityRec, field: string, cell: Cell, sink: ClashSink 
   }
   const cmp = compareStamps(cell, current);
   if (cmp > 0) rec.fields[field] = cell;
-  if (sink !== undefined && cmp !== 0 && current.clientId !== cell.clientId && !sameJson(current.value, cell.value) && cmp < 0) {
+  if (
+    sink !== undefined &&
+    cmp !== 0 &&
+    current.clientId !== cell.clientId &&
+    !sameJson(current.value, cell.value) &&
+    cmp < 0
+  ) {
     sink(rec, { field, winner: { ...current }, loser: cell, kind: 'lww' });
   }
 }
@@ -211,7 +236,12 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
       // Kept so that every replica's tombstone is the same record, whatever the arrival order.
       rec.created = stampFrom(action);
     }
-    if (action.op !== 'delete' && sink !== undefined && action.clientId !== rec.deleted.clientId && compareStamps(action, rec.deleted) > 0) {
+    if (
+      action.op !== 'delete' &&
+      sink !== undefined &&
+      action.clientId !== rec.deleted.clientId &&
+      compareStamps(action, rec.deleted) > 0
+    ) {
       // A write ordered after the delete: its writer had not seen the delete.
       sink(rec, { field: null, winner: rec.deleted, loser: stampFrom(action), kind: 'delete-wins' });
     }
@@ -269,7 +299,11 @@ function reportDeleteClash(rec: EntityRec, del: Action, sink: ClashSink): void {
   let latest: Cell | null = null;
   for (const field in rec.fields) {
     const cell = rec.fields[field] as Cell;
-    if (cell.clientId !== del.clientId && compareStamps(cell, del) > 0 && (latest === null || compareStamps(cell, latest) > 0)) {
+    if (
+      cell.clientId !== del.clientId &&
+      compareStamps(cell, del) > 0 &&
+      (latest === null || compareStamps(cell, latest) > 0)
+    ) {
       latest = cell;
     }
   }
@@ -313,7 +347,10 @@ function cellsToJson(cells: CellBag | null): EntityRecord['fields'] {
   if (cells === null) return out;
   for (const name in cells) {
     const c = cells[name] as Cell;
-    out[name] = { value: c.value, stamp: { hlc: c.hlc, clientId: c.clientId, id: c.id } } as EntityRecord['fields'][string];
+    out[name] = {
+      value: c.value,
+      stamp: { hlc: c.hlc, clientId: c.clientId, id: c.id },
+    } as EntityRecord['fields'][string];
   }
   return out;
 }

@@ -14,12 +14,14 @@ export function checkRecord(rec: EntityRec): string[] {
   }
   const created = rec.created;
   for (const [field, cell] of Object.entries(rec.held ?? {})) {
-    if (created !== null && compareStamps(cell, created) >= 0) out.push(`R2 ${where}: held ${field} is not before the create`);
+    if (created !== null && compareStamps(cell, created) >= 0)
+      out.push(`R2 ${where}: held ${field} is not before the create`);
     if (rec.fields[field] !== undefined) out.push(`R2 ${where}: ${field} is both held and live`);
   }
   for (const [field, cell] of Object.entries(rec.fields)) {
     if (created === null && rec.custom === null) out.push(`R3 ${where}: field ${field} without a create`);
-    else if (created !== null && compareStamps(cell, created) < 0) out.push(`R3 ${where}: field ${field} precedes the create`);
+    else if (created !== null && compareStamps(cell, created) < 0)
+      out.push(`R3 ${where}: field ${field} precedes the create`);
     if (cell.hlc > rec.hlc) out.push(`R4 ${where}: field ${field} is newer than the record's hlc`);
   }
   if (rec.version < 0 || !Number.isInteger(rec.version)) out.push(`R4 ${where}: version ${rec.version} is not a count`);

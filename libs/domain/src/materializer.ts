@@ -157,7 +157,7 @@ export class Materializer {
       }
       this.#pendingById.set(a.id, a);
       let byId = this.#pendingByEntity.get(a.collection);
-      if (byId === undefined) this.#pendingByEntity.set(a.collection, (byId = new Map()));
+      if (byId === undefined) this.#pendingByEntity.set(a.collection, (byId = new Map<string, Action[]>()));
       const list = byId.get(a.entityId);
       if (list === undefined) byId.set(a.entityId, [a]);
       else list.push(a);
@@ -190,7 +190,7 @@ export class Materializer {
         loser: sideOfAction(a, null),
         resolution: ConflictResolution.Rejected,
         reason: r.reason,
-      } as ConflictRecord);
+      });
       markChanged(changed, a.collection, a.entityId);
     }
     return { changed: this.#views(changed), conflicts, duplicates: 0 };
@@ -231,7 +231,7 @@ export class Materializer {
 
   #recordsOf(collection: string): Map<string, EntityRec> {
     let recs = this.#confirmed.get(collection);
-    if (recs === undefined) this.#confirmed.set(collection, (recs = new Map()));
+    if (recs === undefined) this.#confirmed.set(collection, (recs = new Map<string, EntityRec>()));
     return recs;
   }
 
@@ -296,12 +296,32 @@ export class Materializer {
     const localDelete = pending.find((p) => p.op === 'delete');
     if (remote.op === 'delete') {
       const lost = pending.filter((p) => p.op !== 'delete');
-      const latest = lost.reduce<Action | undefined>((m, p) => (m === undefined || compareStamps(p, m) > 0 ? p : m), undefined);
-      if (latest !== undefined) this.#conflicts.push(this.#record(remote, null, sideOfAction(remote, null), sideOfAction(latest, null), ConflictResolution.DeleteWins));
+      const latest = lost.reduce<Action | undefined>(
+        (m, p) => (m === undefined || compareStamps(p, m) > 0 ? p : m),
+        undefined,
+      );
+      if (latest !== undefined)
+        this.#conflicts.push(
+          this.#record(
+            remote,
+            null,
+            sideOfAction(remote, null),
+            sideOfAction(latest, null),
+            ConflictResolution.DeleteWins,
+          ),
+        );
       return;
     }
     if (localDelete !== undefined) {
-      this.#conflicts.push(this.#record(remote, null, sideOfAction(localDelete, null), sideOfAction(remote, null), ConflictResolution.DeleteWins));
+      this.#conflicts.push(
+        this.#record(
+          remote,
+          null,
+          sideOfAction(localDelete, null),
+          sideOfAction(remote, null),
+          ConflictResolution.DeleteWins,
+        ),
+      );
       return;
     }
     const fields = remote.fields;
@@ -309,18 +329,33 @@ export class Materializer {
     for (const field in fields) {
       let latest: Action | undefined;
       for (const p of pending) {
-        if (p.fields !== undefined && field in p.fields && (latest === undefined || compareStamps(p, latest) > 0)) latest = p;
+        if (p.fields !== undefined && field in p.fields && (latest === undefined || compareStamps(p, latest) > 0))
+          latest = p;
       }
       if (latest === undefined || sameJson(latest.fields?.[field] ?? null, fields[field] ?? null)) continue;
       const remoteWins = compareStamps(remote, latest) > 0;
       const winner = remoteWins ? remote : latest;
       const loser = remoteWins ? latest : remote;
-      this.#conflicts.push(this.#record(remote, field, sideOfAction(winner, field), sideOfAction(loser, field), ConflictResolution.LastWriterWins));
+      this.#conflicts.push(
+        this.#record(
+          remote,
+          field,
+          sideOfAction(winner, field),
+          sideOfAction(loser, field),
+          ConflictResolution.LastWriterWins,
+        ),
+      );
     }
   }
 
-  #record(a: Action, field: string | null, winner: ConflictSide, loser: ConflictSide, resolution: ConflictRecord['resolution']): ConflictRecord {
-    return { collection: a.collection, entityId: a.entityId, field, winner, loser, resolution } as ConflictRecord;
+  #record(
+    a: Action,
+    field: string | null,
+    winner: ConflictSide,
+    loser: ConflictSide,
+    resolution: ConflictRecord['resolution'],
+  ): ConflictRecord {
+    return { collection: a.collection, entityId: a.entityId, field, winner, loser, resolution };
   }
 
   #clashRecord(rec: EntityRec, clash: FieldClash): ConflictRecord {

@@ -54,7 +54,16 @@ export function reconcile(
     const key = entityKey(a.collection, a.entityId);
     let s = states.get(key);
     if (s === undefined) {
-      s = { collection: a.collection, id: a.entityId, exists: false, deleted: false, fields: {}, version: 0, hlc: 0, custom: null };
+      s = {
+        collection: a.collection,
+        id: a.entityId,
+        exists: false,
+        deleted: false,
+        fields: {},
+        version: 0,
+        hlc: 0,
+        custom: null,
+      };
       states.set(key, s);
     }
     s.version += 1;

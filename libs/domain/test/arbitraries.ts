@@ -33,7 +33,12 @@ interface Draft {
   hlc: number;
 }
 
-const valueArb = fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.constant(null));
+const valueArb = fc.oneof(
+  fc.constantFrom('a', 'b', 'c'),
+  fc.integer({ min: 0, max: 3 }),
+  fc.boolean(),
+  fc.constant(null),
+);
 
 const draftArb = (clients: number): fc.Arbitrary<Draft> =>
   fc.record({

@@ -13,9 +13,23 @@ export function plain(states: Map<string, EntityState>): Record<string, EntitySt
   return Object.fromEntries([...states.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** Plain (unbranded) fields for writing actions by hand in tests. */
+export interface ActionDraft {
+  op: Action['op'];
+  hlc: number;
+  id?: string;
+  clientId?: string;
+  clientSeq?: number;
+  collection?: string;
+  entityId?: string;
+  fields?: Record<string, unknown>;
+  baseVersion?: number;
+  seq?: number;
+}
+
 let counter = 0;
 /** A hand-written action for unit tests; ids are uuidv7-shaped and unique. */
-export function act(partial: Partial<Action> & Pick<Action, 'op' | 'hlc'>): Action {
+export function act(partial: ActionDraft): Action {
   counter++;
   return {
     id: `0190b000-0000-7000-8000-${counter.toString(16).padStart(12, '0')}`,

@@ -17,7 +17,9 @@ import { fcParams } from './arbitraries.js';
 const BASE = 1_763_000_000_000; // a November 2025 wall clock, in ms
 const DRIFT = 60_000;
 
-type Step = { kind: 'send'; wallDelta: number } | { kind: 'receive'; wallDelta: number; remoteOffset: number; remoteCounter: number };
+type Step =
+  | { kind: 'send'; wallDelta: number }
+  | { kind: 'receive'; wallDelta: number; remoteOffset: number; remoteCounter: number };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('send' as const), wallDelta: fc.integer({ min: -5_000, max: 5_000 }) }),
@@ -67,18 +69,22 @@ describe('hybrid logical clock', () => {
 
   it('(d) a clock one hour behind still orders its events after those it has seen', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: HLC_COUNTER_SPAN - 1 }), fc.integer({ min: 1, max: 50 }), (counter, sends) => {
-        const ahead = encodeHlc(BASE, counter);
-        // The server bounds drift against its own clock; a daemon receiving
-        // server-vetted actions must not refuse them for being ahead of its
-        // slow wall clock, so its bound is infinite.
-        const behind = new HlcClock({ now: () => BASE - 3_600_000, maxDriftMs: Number.POSITIVE_INFINITY });
-        expect(behind.receive(ahead).ok).toBe(true);
-        for (let i = 0; i < sends; i++) {
-          const r = behind.send();
-          expect(r.ok && r.hlc > ahead).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: HLC_COUNTER_SPAN - 1 }),
+        fc.integer({ min: 1, max: 50 }),
+        (counter, sends) => {
+          const ahead = encodeHlc(BASE, counter);
+          // The server bounds drift against its own clock; a daemon receiving
+          // server-vetted actions must not refuse them for being ahead of its
+          // slow wall clock, so its bound is infinite.
+          const behind = new HlcClock({ now: () => BASE - 3_600_000, maxDriftMs: Number.POSITIVE_INFINITY });
+          expect(behind.receive(ahead).ok).toBe(true);
+          for (let i = 0; i < sends; i++) {
+            const r = behind.send();
+            expect(r.ok && r.hlc > ahead).toBe(true);
+          }
+        },
+      ),
       fcParams(),
     );
   });

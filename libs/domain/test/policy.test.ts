@@ -17,7 +17,7 @@ import {
   recordToJson,
   viewRecord,
 } from '../src/index.js';
-import { act, plain, stateOf } from './helpers.js';
+import { act, plain, stateOf, type ActionDraft } from './helpers.js';
 
 const A = '0190a000-0000-7000-8000-00000000000a';
 const B = '0190a000-0000-7000-8000-00000000000b';
@@ -34,7 +34,7 @@ function both(arrival: Action[]): { oracle: EntityState | undefined; incremental
 describe('default policy (lww)', () => {
   it('create is idempotent: a second create of an existing id merges its fields by lww', () => {
     const first = act({ op: 'create', hlc: 10, fields: { title: 'a', body: 'x' } });
-    const second = act({ op: 'create', hlc: 20, clientId: B, fields: { title: 'b' } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const second = act({ op: 'create', hlc: 20, clientId: B, fields: { title: 'b' } });
     const { oracle } = both([second, first]);
     expect(oracle?.fields).toEqual({ title: 'b', body: 'x' });
     expect(oracle?.deleted).toBe(false);
@@ -44,14 +44,14 @@ describe('default policy (lww)', () => {
   it('update merges field by field; the later write in the total order wins per field', () => {
     const c = act({ op: 'create', hlc: 1, fields: { title: 't0', body: 'b0' } });
     const u1 = act({ op: 'update', hlc: 5, fields: { title: 't1' } });
-    const u2 = act({ op: 'update', hlc: 3, clientId: B, fields: { title: 'late', body: 'b2' } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const u2 = act({ op: 'update', hlc: 3, clientId: B, fields: { title: 'late', body: 'b2' } });
     const { oracle } = both([c, u1, u2]);
     expect(oracle?.fields).toEqual({ title: 't1', body: 'b2' });
   });
 
   it('ties at equal hlc are broken by clientId, then by action id', () => {
     const c = act({ op: 'create', hlc: 1, fields: {} });
-    const fromB = act({ op: 'update', hlc: 7, clientId: B, fields: { title: 'from B' } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const fromB = act({ op: 'update', hlc: 7, clientId: B, fields: { title: 'from B' } });
     const fromA = act({ op: 'update', hlc: 7, clientId: A, fields: { title: 'from A' } });
     expect(both([c, fromB, fromA]).oracle?.fields.title).toBe('from B'); // B > A
     expect(both([c, fromA, fromB]).oracle?.fields.title).toBe('from B');
@@ -91,8 +91,13 @@ describe('default policy (lww)', () => {
   it('update-after-delete never resurrects, whatever the arrival order', () => {
     const c = act({ op: 'create', hlc: 1, fields: { title: 't' } });
     const d = act({ op: 'delete', hlc: 2 });
-    const u = act({ op: 'update', hlc: 3, clientId: B, fields: { title: 'back?' } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
-    for (const order of [[c, d, u], [u, d, c], [d, u, c], [c, u, d]]) {
+    const u = act({ op: 'update', hlc: 3, clientId: B, fields: { title: 'back?' } });
+    for (const order of [
+      [c, d, u],
+      [u, d, c],
+      [d, u, c],
+      [c, u, d],
+    ]) {
       expect(both(order).oracle).toMatchObject({ deleted: true, fields: {} });
     }
   });
@@ -117,14 +122,28 @@ describe('default policy (lww)', () => {
 describe('reject-stale', () => {
   it('accepts a matching baseVersion and rejects a stale one with the current state', () => {
     const rec = emptyRecord('accounts', '7');
-    const create = act({ op: 'create', hlc: 1, collection: 'accounts', entityId: '7', fields: { balance: 10 } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const create = act({ op: 'create', hlc: 1, collection: 'accounts', entityId: '7', fields: { balance: 10 } });
     expect(checkBaseVersion(null, create, viewRecord)).toEqual({ ok: true }); // absent = 0 = never seen
     applyAction(rec, create, LWW_POLICY);
-    const fresh = act({ op: 'update', hlc: 2, collection: 'accounts', entityId: '7', baseVersion: 1, fields: { balance: 20 } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const fresh = act({
+      op: 'update',
+      hlc: 2,
+      collection: 'accounts',
+      entityId: '7',
+      baseVersion: 1,
+      fields: { balance: 20 },
+    });
     expect(checkBaseVersion(rec, fresh, viewRecord)).toEqual({ ok: true });
     applyAction(rec, fresh, LWW_POLICY);
     expect(rec.version).toBe(2);
-    const stale = act({ op: 'update', hlc: 3, collection: 'accounts', entityId: '7', baseVersion: 1, fields: { balance: 5 } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>);
+    const stale = act({
+      op: 'update',
+      hlc: 3,
+      collection: 'accounts',
+      entityId: '7',
+      baseVersion: 1,
+      fields: { balance: 5 },
+    });
     const verdict = checkBaseVersion(rec, stale, viewRecord);
     expect(verdict).toMatchObject({ ok: false, reason: 'stale: baseVersion 1, current version 2' });
     if (!verdict.ok) expect(verdict.current?.fields).toEqual({ balance: 20 });
@@ -150,8 +169,8 @@ describe('custom merges', () => {
     const policies = built.book;
     const m = new Materializer({ policies });
     m.applyRemote([
-      act({ op: 'update', hlc: 2, collection: 'scores', entityId: 's', fields: { n: 5 } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>),
-      act({ op: 'update', hlc: 1, collection: 'scores', entityId: 's', fields: { n: 9 } } as Partial<Action> & Pick<Action, 'op' | 'hlc'>),
+      act({ op: 'update', hlc: 2, collection: 'scores', entityId: 's', fields: { n: 5 } }),
+      act({ op: 'update', hlc: 1, collection: 'scores', entityId: 's', fields: { n: 9 } }),
     ]);
     expect(m.get('scores', 's')?.fields).toEqual({ n: 9 });
     expect(() => registry.register('max', (s) => s)).toThrow(/already registered/);
@@ -168,8 +187,8 @@ describe('custom merges', () => {
 });
 
 describe('conflicts', () => {
-  const localA = (p: Partial<Action> & Pick<Action, 'op' | 'hlc'>) => act({ clientId: A, ...p });
-  const remoteB = (p: Partial<Action> & Pick<Action, 'op' | 'hlc'>) => act({ clientId: B, ...p });
+  const localA = (p: ActionDraft) => act({ clientId: A, ...p });
+  const remoteB = (p: ActionDraft) => act({ clientId: B, ...p });
 
   it('a pending local write that loses to a remote one is reported with both values', () => {
     const m = new Materializer();
@@ -195,7 +214,9 @@ describe('conflicts', () => {
     const m = new Materializer();
     m.applyRemote([{ ...remoteB({ op: 'create', hlc: 1, fields: {} }), seq: 1 }]);
     m.addPending([localA({ op: 'update', hlc: 9, fields: { title: 'mine' } })]);
-    const { conflicts } = m.applyRemote([{ ...remoteB({ op: 'update', hlc: 4, fields: { title: 'theirs' } }), seq: 2 }]);
+    const { conflicts } = m.applyRemote([
+      { ...remoteB({ op: 'update', hlc: 4, fields: { title: 'theirs' } }), seq: 2 },
+    ]);
     expect(conflicts).toHaveLength(1);
     expect(conflicts[0]).toMatchObject({ field: 'title', winner: { value: 'mine' }, loser: { value: 'theirs' } });
     expect(m.get('notes', '45')?.fields.title).toBe('mine'); // a download never overwrites pending local changes
@@ -205,15 +226,22 @@ describe('conflicts', () => {
     const m = new Materializer();
     m.applyRemote([{ ...remoteB({ op: 'create', hlc: 1, fields: { title: 'x' } }), seq: 1 }]);
     m.applyRemote([{ ...remoteB({ op: 'update', hlc: 8, fields: { title: 'newer' } }), seq: 2 }]);
-    const late = { ...act({ op: 'update', hlc: 3, clientId: '0190a000-0000-7000-8000-00000000000c', fields: { title: 'older' } }), seq: 3 };
+    const late = {
+      ...act({ op: 'update', hlc: 3, clientId: '0190a000-0000-7000-8000-00000000000c', fields: { title: 'older' } }),
+      seq: 3,
+    };
     const { conflicts } = m.applyRemote([late]);
-    expect(conflicts).toMatchObject([{ field: 'title', winner: { value: 'newer' }, loser: { value: 'older' }, resolution: 'lww' }]);
+    expect(conflicts).toMatchObject([
+      { field: 'title', winner: { value: 'newer' }, loser: { value: 'older' }, resolution: 'lww' },
+    ]);
   });
 
   it('a sequential overwrite by another client is not a conflict', () => {
     const m = new Materializer();
     m.applyRemote([{ ...remoteB({ op: 'create', hlc: 1, fields: { title: 'x' } }), seq: 1 }]);
-    const { conflicts } = m.applyRemote([{ ...act({ op: 'update', hlc: 2, clientId: A, fields: { title: 'y' } }), seq: 2 }]);
+    const { conflicts } = m.applyRemote([
+      { ...act({ op: 'update', hlc: 2, clientId: A, fields: { title: 'y' } }), seq: 2 },
+    ]);
     expect(conflicts).toEqual([]);
   });
 
@@ -224,7 +252,14 @@ describe('conflicts', () => {
     m.addPending([edit]);
     const del = { ...remoteB({ op: 'delete', hlc: 3 }), seq: 2 };
     const { conflicts, changed } = m.applyRemote([del]);
-    expect(conflicts).toMatchObject([{ field: null, resolution: 'delete-wins', winner: { actionId: del.id, deleted: true }, loser: { actionId: edit.id } }]);
+    expect(conflicts).toMatchObject([
+      {
+        field: null,
+        resolution: 'delete-wins',
+        winner: { actionId: del.id, deleted: true },
+        loser: { actionId: edit.id },
+      },
+    ]);
     expect(changed[0]).toMatchObject({ deleted: true, fields: {} });
   });
 
@@ -234,7 +269,14 @@ describe('conflicts', () => {
     m.addPending([create]);
     expect(m.get('notes', '45')?.fields.title).toBe('draft');
     const { conflicts, changed } = m.reject([{ id: create.id, reason: 'stale: baseVersion 0, current version 3' }]);
-    expect(conflicts).toMatchObject([{ resolution: 'rejected', winner: null, loser: { actionId: create.id }, reason: 'stale: baseVersion 0, current version 3' }]);
+    expect(conflicts).toMatchObject([
+      {
+        resolution: 'rejected',
+        winner: null,
+        loser: { actionId: create.id },
+        reason: 'stale: baseVersion 0, current version 3',
+      },
+    ]);
     expect(changed).toMatchObject([{ id: '45', deleted: true, version: 0 }]);
     expect(m.get('notes', '45')).toBeNull();
     expect(m.pendingCount).toBe(0);

@@ -3,14 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Action, EntityState } from '@ferry/contracts';
-import {
-  checkRecord,
-  Materializer,
-  PolicyBook,
-  reconcile,
-  recordToJson,
-  type CustomMerge,
-} from '../src/index.js';
+import { checkRecord, Materializer, PolicyBook, reconcile, recordToJson, type CustomMerge } from '../src/index.js';
 import { actionsArb, CLIENTS, deliveryArb, fcParams } from './arbitraries.js';
 import { plain, stateOf } from './helpers.js';
 
