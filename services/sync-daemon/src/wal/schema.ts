@@ -1,0 +1,57 @@
+/**
+ * The daemon's SQLite schema (one file per daemon, WAL mode). The WAL table is
+ * append-only: rows are never edited except to record their acknowledgement
+ * or rejection, and are only deleted by compaction once acknowledged.
+ */
+export const WAL_SCHEMA_VERSION = 1;
+
+export const WAL_SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per captured change, in the order it was made. client_seq is 1, 2, 3 …
+-- and never reused, even after compaction (meta.next_client_seq).
+CREATE TABLE IF NOT EXISTS wal (
+  client_seq INTEGER PRIMARY KEY,
+  id         TEXT NOT NULL UNIQUE,
+  event_id   TEXT UNIQUE,
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  body       TEXT NOT NULL,
+  bytes      INTEGER NOT NULL,
+  state      INTEGER NOT NULL DEFAULT 0,   -- 0 pending, 1 acknowledged, 2 rejected
+  seq        INTEGER,                      -- server seq once acknowledged
+  reason     TEXT                          -- why it was rejected
+);
+CREATE INDEX IF NOT EXISTS wal_pending_by_entity ON wal (collection, entity_id) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS wal_acknowledged_by_seq ON wal (seq) WHERE state = 1;
+
+-- Captured input that could not become an action, kept with the reason.
+CREATE TABLE IF NOT EXISTS dead_letters (
+  id         INTEGER PRIMARY KEY,
+  at         INTEGER NOT NULL,
+  source_ref TEXT NOT NULL,
+  code       TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  payload    BLOB
+);
+
+-- Confirmed state: the mergeable record of every entity (libs/domain EntityRecord).
+CREATE TABLE IF NOT EXISTS entities (
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  record     TEXT NOT NULL,
+  PRIMARY KEY (collection, entity_id)
+) WITHOUT ROWID;
+
+-- The queryable conflict log.
+CREATE TABLE IF NOT EXISTS conflicts (
+  id         INTEGER PRIMARY KEY,
+  at         INTEGER NOT NULL,
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  record     TEXT NOT NULL
+);
+`;

@@ -1,0 +1,246 @@
+/**
+ * The write-ahead log of intent: captured changes become actions with a
+ * clientSeq and an hlc in one transaction per batch, are read back in pages in
+ * clientSeq order, and are marked acknowledged or rejected. Never loads the
+ * whole log; never edits or reorders an action.
+ */
+import Database from 'better-sqlite3';
+import type { Action, ChangeEvent, ClientId, ErrorCode } from '@ferry/contracts';
+import { HlcClock } from '@ferry/domain';
+import { WAL_SCHEMA, WAL_SCHEMA_VERSION } from './schema.js';
+
+export interface WalStoreOptions {
+  /** The daemon's clientId; generated with `newId` and persisted when absent. */
+  clientId?: string;
+  /** uuidv7 generator for action ids (and the clientId). */
+  newId: () => string;
+  /** Wall clock, epoch millis. */
+  now: () => number;
+}
+
+export interface AppendResult {
+  readonly appended: Action[];
+  /** Drafts skipped because their eventId was captured before. */
+  readonly duplicates: number;
+}
+
+export interface DeadLetter {
+  readonly sourceRef: string;
+  readonly code: ErrorCode;
+  readonly reason: string;
+  readonly payload?: Uint8Array | string;
+}
+
+const PENDING = 0;
+const ACKNOWLEDGED = 1;
+const REJECTED = 2;
+
+interface WalRow {
+  body: string;
+}
+
+export class WalStore {
+  readonly clientId: ClientId;
+  readonly clock: HlcClock;
+  readonly #db: Database.Database;
+  readonly #newId: () => string;
+  readonly #now: () => number;
+  #nextClientSeq: number;
+  readonly #stmts;
+
+  private constructor(db: Database.Database, options: WalStoreOptions) {
+    this.#db = db;
+    this.#newId = options.newId;
+    this.#now = options.now;
+    const getMeta = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
+    const setMeta = db.prepare<[string, string]>(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    );
+    const stored = getMeta.get('client_id')?.value;
+    if (stored !== undefined && options.clientId !== undefined && stored !== options.clientId) {
+      throw new Error(`dataDir holds the WAL of client ${stored}, but config names clientId ${options.clientId}`);
+    }
+    const clientId = stored ?? options.clientId ?? options.newId();
+    if (stored === undefined) setMeta.run('client_id', clientId);
+    this.clientId = clientId as ClientId;
+    this.#nextClientSeq = Number(getMeta.get('next_client_seq')?.value ?? '1');
+    // Resume strictly above every hlc issued before the restart (invariant C1).
+    this.clock = new HlcClock({
+      now: options.now,
+      maxDriftMs: Number.POSITIVE_INFINITY,
+      last: Number(getMeta.get('hlc_last')?.value ?? '0'),
+    });
+    this.#stmts = {
+      getMeta,
+      setMeta,
+      insert: db.prepare(
+        `INSERT INTO wal (client_seq, id, event_id, collection, entity_id, body, bytes)
+         VALUES (@clientSeq, @id, @eventId, @collection, @entityId, @body, @bytes)`,
+      ),
+      hasEvent: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM wal WHERE event_id = ?'),
+      pendingPage: db.prepare<[number, number], WalRow & { client_seq: number }>(
+        'SELECT client_seq, body FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
+      ),
+      pendingForEntity: db.prepare<[string, string], WalRow>(
+        'SELECT body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
+      ),
+      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM wal WHERE state = 0'),
+      byId: db.prepare<[string], { state: number; seq: number | null; body: string }>(
+        'SELECT state, seq, body FROM wal WHERE id = ?',
+      ),
+      acknowledge: db.prepare<[number, string]>('UPDATE wal SET state = 1, seq = ? WHERE id = ? AND state = 0'),
+      reject: db.prepare<[string, string]>('UPDATE wal SET state = 2, reason = ? WHERE id = ? AND state = 0'),
+      compact: db.prepare<[number]>('DELETE FROM wal WHERE state = 1 AND seq <= ?'),
+      deadLetter: db.prepare(
+        'INSERT INTO dead_letters (at, source_ref, code, reason, payload) VALUES (@at, @sourceRef, @code, @reason, @payload)',
+      ),
+      deadLetterCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters'),
+    };
+  }
+
+  /** Opens (creating if needed) the store at `path`, in WAL mode with full fsync. */
+  static open(path: string, options: WalStoreOptions): WalStore {
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    // An acknowledgement to the bus means the change survives power loss.
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    db.exec(WAL_SCHEMA);
+    const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+    if (version === undefined) {
+      db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(WAL_SCHEMA_VERSION));
+    } else if (Number(version.value) !== WAL_SCHEMA_VERSION) {
+      db.close();
+      throw new Error(`${path}: WAL schema version ${version.value}, this build reads ${WAL_SCHEMA_VERSION}`);
+    }
+    return new WalStore(db, options);
+  }
+
+  /** The underlying connection, for components that join the same transactions. */
+  get db(): Database.Database {
+    return this.#db;
+  }
+
+  /**
+   * Turns validated change events into actions and appends them, all in one
+   * transaction: each gets the next clientSeq and a fresh hlc; an eventId seen
+   * before (an app retry or a redelivery) is skipped. Idempotent for events with ids.
+   */
+  appendMany(events: readonly ChangeEvent[]): AppendResult {
+    return this.#db.transaction((): AppendResult => {
+      const appended: Action[] = [];
+      let duplicates = 0;
+      const seenInBatch = new Set<string>();
+      for (const event of events) {
+        if (event.eventId !== undefined) {
+          if (seenInBatch.has(event.eventId) || this.#stmts.hasEvent.get(event.eventId) !== undefined) {
+            duplicates++;
+            continue;
+          }
+          seenInBatch.add(event.eventId);
+        }
+        const tick = this.clock.send();
+        if (!tick.ok) throw new Error(tick.message);
+        const action: Record<string, unknown> = {
+          id: this.#newId(),
+          clientId: this.clientId,
+          clientSeq: this.#nextClientSeq,
+          collection: event.collection,
+          entityId: event.id,
+          op: event.op,
+          hlc: tick.hlc,
+        };
+        if (event.fields !== undefined) action.fields = event.fields;
+        if (event.baseVersion !== undefined) action.baseVersion = event.baseVersion;
+        const body = JSON.stringify(action);
+        this.#stmts.insert.run({
+          clientSeq: this.#nextClientSeq,
+          id: action.id,
+          eventId: event.eventId ?? null,
+          collection: event.collection,
+          entityId: event.id,
+          body,
+          bytes: Buffer.byteLength(body),
+        });
+        this.#nextClientSeq++;
+        appended.push(action as Action);
+      }
+      if (appended.length > 0) {
+        this.#stmts.setMeta.run('next_client_seq', String(this.#nextClientSeq));
+        this.#stmts.setMeta.run('hlc_last', String(this.clock.last));
+      }
+      return { appended, duplicates };
+    })();
+  }
+
+  /** Up to `limit` pending actions after `afterClientSeq`, in clientSeq order. */
+  readPending(afterClientSeq: number, limit: number): Action[] {
+    return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => JSON.parse(r.body) as Action);
+  }
+
+  /** Pending actions on one entity, in the order they were made (for the overlay). */
+  pendingFor(collection: string, entityId: string): Action[] {
+    return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => JSON.parse(r.body) as Action);
+  }
+
+  pendingCount(): number {
+    return this.#stmts.pendingCount.get()?.n ?? 0;
+  }
+
+  /** The WAL entry for an action id, with its state; undefined once compacted or never seen. */
+  lookup(
+    id: string,
+  ): { state: 'pending' | 'acknowledged' | 'rejected'; seq: number | null; action: Action } | undefined {
+    const row = this.#stmts.byId.get(id);
+    if (row === undefined) return undefined;
+    const state = row.state === PENDING ? 'pending' : row.state === ACKNOWLEDGED ? 'acknowledged' : 'rejected';
+    return { state, seq: row.seq, action: JSON.parse(row.body) as Action };
+  }
+
+  /** Records server seqs; returns how many pending entries it acknowledged. */
+  markAcknowledged(acks: readonly { id: string; seq: number }[]): number {
+    return this.#db.transaction(() => acks.reduce((n, a) => n + this.#stmts.acknowledge.run(a.seq, a.id).changes, 0))();
+  }
+
+  /** Marks permanent failures; they leave the pending queue but stay in the log with the reason. */
+  markRejected(rejections: readonly { id: string; reason: string }[]): number {
+    return this.#db.transaction(() =>
+      rejections.reduce((n, r) => n + this.#stmts.reject.run(r.reason, r.id).changes, 0),
+    )();
+  }
+
+  /** Deletes acknowledged entries at or below `seq` (their effect lives in confirmed state). */
+  compact(seq: number): number {
+    return this.#stmts.compact.run(seq).changes;
+  }
+
+  deadLetter(letter: DeadLetter): number {
+    return Number(
+      this.#stmts.deadLetter.run({
+        at: this.#now(),
+        sourceRef: letter.sourceRef,
+        code: letter.code,
+        reason: letter.reason,
+        payload: letter.payload === undefined ? null : Buffer.from(letter.payload),
+      }).lastInsertRowid,
+    );
+  }
+
+  deadLetterCount(): number {
+    return this.#stmts.deadLetterCount.get()?.n ?? 0;
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.#stmts.getMeta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#stmts.setMeta.run(key, value);
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}
+
+export const WAL_STATES = { PENDING, ACKNOWLEDGED, REJECTED } as const;

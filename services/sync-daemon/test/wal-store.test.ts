@@ -1,0 +1,127 @@
+// The WAL store against a real SQLite file: ordering, idempotency, atomic
+// batches, paging, acknowledgement, rejection, compaction, restart.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uuidv7 } from 'uuidv7';
+import type { ChangeEvent } from '@ferry/contracts';
+import { WalStore } from '../src/wal/wal-store.js';
+
+const NOW = 1_763_000_000_000;
+let dir: string;
+let stores: WalStore[];
+
+function open(options: Partial<Parameters<typeof WalStore.open>[1]> = {}): WalStore {
+  const store = WalStore.open(join(dir, 'wal.db'), { newId: uuidv7, now: () => NOW, ...options });
+  stores.push(store);
+  return store;
+}
+
+const change = (id: string, extra: Partial<ChangeEvent> = {}): ChangeEvent =>
+  ({ collection: 'notes', id, op: 'update', fields: { title: `t${id}` }, ...extra }) as ChangeEvent;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ferry-wal-'));
+  stores = [];
+});
+afterEach(() => {
+  for (const s of stores) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('WalStore', () => {
+  it('appends with clientSeq 1, 2, 3 … and strictly increasing hlc, in order', () => {
+    const wal = open();
+    const { appended } = wal.appendMany([change('1'), change('2'), change('3')]);
+    expect(appended.map((a) => a.clientSeq)).toEqual([1, 2, 3]);
+    expect(appended.every((a, i) => i === 0 || a.hlc > (appended[i - 1]?.hlc ?? 0))).toBe(true);
+    expect(appended.every((a) => a.clientId === wal.clientId)).toBe(true);
+    expect(wal.readPending(0, 10).map((a) => a.entityId)).toEqual(['1', '2', '3']);
+    expect(wal.pendingCount()).toBe(3);
+  });
+
+  it('skips an eventId seen before, within a batch and across batches', () => {
+    const wal = open();
+    expect(wal.appendMany([change('1', { eventId: 'e1' }), change('1', { eventId: 'e1' })])).toMatchObject({
+      duplicates: 1,
+    });
+    expect(wal.appendMany([change('1', { eventId: 'e1' }), change('2', { eventId: 'e2' })]).duplicates).toBe(1);
+    expect(wal.pendingCount()).toBe(2);
+  });
+
+  it('stores a batch whole or not at all', () => {
+    let calls = 0;
+    // The second hlc of the batch cannot be encoded: the whole batch must roll back.
+    const wal = open({ now: () => (++calls === 1 ? NOW : Number.MAX_SAFE_INTEGER) });
+    expect(() => wal.appendMany([change('1'), change('2')])).toThrow(/safe-integer/);
+    expect(wal.pendingCount()).toBe(0);
+  });
+
+  it('pages pending entries in clientSeq order without reading the rest', () => {
+    const wal = open();
+    wal.appendMany(Array.from({ length: 25 }, (_, i) => change(String(i))));
+    const first = wal.readPending(0, 10);
+    const second = wal.readPending(first.at(-1)?.clientSeq ?? 0, 10);
+    const third = wal.readPending(second.at(-1)?.clientSeq ?? 0, 10);
+    expect([first.length, second.length, third.length]).toEqual([10, 10, 5]);
+    expect([...first, ...second, ...third].map((a) => a.clientSeq)).toEqual(
+      Array.from({ length: 25 }, (_, i) => i + 1),
+    );
+  });
+
+  it('acknowledged and rejected entries leave the pending queue; rejections keep their reason', () => {
+    const wal = open();
+    const [a, b, c] = wal.appendMany([change('1'), change('1'), change('2')]).appended;
+    expect(wal.markAcknowledged([{ id: a!.id, seq: 7 }])).toBe(1);
+    expect(wal.markAcknowledged([{ id: a!.id, seq: 7 }])).toBe(0); // idempotent
+    expect(wal.markRejected([{ id: b!.id, reason: 'stale: baseVersion 0, current version 3' }])).toBe(1);
+    expect(wal.readPending(0, 10).map((x) => x.id)).toEqual([c!.id]);
+    expect(wal.pendingFor('notes', '1')).toEqual([]);
+    expect(wal.lookup(a!.id)).toMatchObject({ state: 'acknowledged', seq: 7 });
+    expect(wal.lookup(b!.id)).toMatchObject({ state: 'rejected' });
+  });
+
+  it('compacts acknowledged entries at or below a seq, never pending ones', () => {
+    const wal = open();
+    const [a, b] = wal.appendMany([change('1'), change('2'), change('3')]).appended;
+    wal.markAcknowledged([
+      { id: a!.id, seq: 4 },
+      { id: b!.id, seq: 9 },
+    ]);
+    expect(wal.compact(5)).toBe(1);
+    expect(wal.lookup(a!.id)).toBeUndefined();
+    expect(wal.lookup(b!.id)?.state).toBe('acknowledged');
+    expect(wal.pendingCount()).toBe(1);
+  });
+
+  it('keeps clientId, clientSeq and the clock across a restart, even after compaction', () => {
+    const first = open();
+    const [a] = first.appendMany([change('1'), change('2')]).appended;
+    first.markAcknowledged([{ id: a!.id, seq: 1 }]);
+    first.compact(1);
+    const lastHlc = first.clock.last;
+    first.close();
+    const again = open({ now: () => NOW - 3_600_000 }); // the wall clock went back an hour
+    expect(again.clientId).toBe(first.clientId);
+    const [next] = again.appendMany([change('3')]).appended;
+    expect(next!.clientSeq).toBe(3);
+    expect(next!.hlc).toBeGreaterThan(lastHlc);
+  });
+
+  it('refuses a dataDir that belongs to another clientId', () => {
+    open().close();
+    expect(() => open({ clientId: '0190a000-0000-7000-8000-00000000000f' })).toThrow(/holds the WAL of client/);
+  });
+
+  it('keeps dead letters with their reason', () => {
+    const wal = open();
+    wal.deadLetter({
+      sourceRef: '17',
+      code: 'invalid',
+      reason: 'changes: fields.title: expected string',
+      payload: '{"x":1}',
+    });
+    expect(wal.deadLetterCount()).toBe(1);
+  });
+});
