@@ -55,6 +55,8 @@ export interface EntityRec {
   readonly collection: string;
   readonly id: string;
   fields: CellBag;
+  /** The live values alone, kept in step with `fields`, so a view is one object copy (R6). */
+  values: Fields;
   held: CellBag | null;
   created: StampRef | null;
   deleted: StampRef | null;
@@ -88,6 +90,7 @@ export function emptyRecord(collection: string, id: string): EntityRec {
     collection,
     id,
     fields: newBag(),
+    values: {},
     held: null,
     created: null,
     deleted: null,
@@ -104,6 +107,7 @@ export function cloneRecord(rec: EntityRec): EntityRec {
     collection: rec.collection,
     id: rec.id,
     fields: copyCells(rec.fields),
+    values: { ...rec.values },
     held: rec.held === null ? null : copyCells(rec.held),
     created: rec.created,
     deleted: rec.deleted,
@@ -169,6 +173,7 @@ function mergeLive(
   const current = rec.fields[field];
   if (current === undefined) {
     rec.fields[field] = cellOf(action, value, seq);
+    rec.values[field] = value;
     // A live value is after the create, so it beats any held one: drop it (R2).
     const held = rec.held;
     if (held !== null && held[field] !== undefined) {
@@ -184,6 +189,7 @@ function mergeLive(
     reportFieldClash(rec, field, current, action, value, seq, cmp > 0, sink);
   }
   if (cmp > 0) {
+    rec.values[field] = value;
     current.value = value;
     current.hlc = action.hlc;
     current.clientId = action.clientId;
@@ -197,10 +203,14 @@ function promoteCell(rec: EntityRec, field: string, cell: Cell, sink: ClashSink 
   const current = rec.fields[field];
   if (current === undefined) {
     rec.fields[field] = cell;
+    rec.values[field] = cell.value;
     return;
   }
   const cmp = compareStamps(cell, current);
-  if (cmp > 0) rec.fields[field] = cell;
+  if (cmp > 0) {
+    rec.fields[field] = cell;
+    rec.values[field] = cell.value;
+  }
   if (
     sink !== undefined &&
     cmp !== 0 &&
@@ -254,6 +264,7 @@ export function applyLww(rec: EntityRec, action: Action, sink?: ClashSink): void
       if (sink !== undefined) reportDeleteClash(rec, action, sink);
       rec.deleted = stampFrom(action);
       rec.fields = newBag();
+      rec.values = {};
       rec.held = null;
       return;
     }
@@ -318,12 +329,10 @@ function stampFrom(s: StampRef): StampRef {
 export function viewRecord(rec: EntityRec): EntityState | null {
   if (rec.custom !== null) return viewCustom(rec, rec.custom.state);
   if (rec.deleted === null && rec.created === null) return null;
-  const fields: Fields = {};
-  if (rec.deleted === null) for (const name in rec.fields) fields[name] = (rec.fields[name] as Cell).value;
   return {
     collection: rec.collection,
     id: rec.id,
-    fields,
+    fields: rec.deleted === null ? { ...rec.values } : {},
     deleted: rec.deleted !== null,
     version: rec.version,
     hlc: rec.hlc,
@@ -385,10 +394,13 @@ function cellsFromJson(cells: EntityRecord['fields'], seq: number): CellBag {
  */
 export function recordFromJson(json: EntityRecord): EntityRec {
   const held = cellsFromJson(json.held, json.seq);
+  const values: Fields = {};
+  for (const [name, c] of Object.entries(json.fields)) values[name] = c.value;
   return {
     collection: json.collection,
     id: json.id,
     fields: cellsFromJson(json.fields, json.seq),
+    values,
     held: bagIsEmpty(held) ? null : held,
     created: json.created,
     deleted: json.deleted,

@@ -24,6 +24,13 @@ export function checkRecord(rec: EntityRec): string[] {
       out.push(`R3 ${where}: field ${field} precedes the create`);
     if (cell.hlc > rec.hlc) out.push(`R4 ${where}: field ${field} is newer than the record's hlc`);
   }
+  const live = Object.keys(rec.fields).sort();
+  if (rec.custom === null && JSON.stringify(live) !== JSON.stringify(Object.keys(rec.values).sort())) {
+    out.push(`R6 ${where}: values and fields name different fields`);
+  }
+  for (const name of live) {
+    if (rec.values[name] !== rec.fields[name]?.value) out.push(`R6 ${where}: value of ${name} is out of step`);
+  }
   if (rec.version < 0 || !Number.isInteger(rec.version)) out.push(`R4 ${where}: version ${rec.version} is not a count`);
   return out;
 }
