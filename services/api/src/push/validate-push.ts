@@ -1,0 +1,113 @@
+/**
+ * Turns the bytes of a push request into a trusted `PushRequest`, or into the
+ * one error that answers the whole request (invalid, too_large, clock_drift).
+ * Cheap checks run first, so an oversize batch is refused before zod walks it.
+ */
+import { Buffer } from 'node:buffer';
+import {
+  ErrorCode,
+  FerryError,
+  parseWith,
+  pushRequestSchema,
+  type JsonValue,
+  type Limits,
+  type PushRequest,
+} from '@ferry/contracts';
+import { checkDrift } from '@ferry/domain';
+import { surelyValidPushRequest } from './fast-check.js';
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; error: FerryError };
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** JSON bytes → value; malformed UTF-8 or JSON is `invalid`. */
+export function decodeJson(data: Uint8Array): Checked<unknown> {
+  try {
+    return { ok: true, value: JSON.parse(decoder.decode(data)) as unknown };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return { ok: false, error: new FerryError(ErrorCode.Invalid, `(root): not valid JSON (${reason})`) };
+  }
+}
+
+export function checkPushRequest(data: Uint8Array, limits: Limits, now: number): Checked<PushRequest> {
+  if (data.length > limits.maxBatchBytes) {
+    return tooLarge(`(root): request is ${data.length} bytes, the limit is ${limits.maxBatchBytes} (maxBatchBytes)`);
+  }
+  const json = decodeJson(data);
+  if (!json.ok) return json;
+  const raw = json.value as { actions?: unknown } | null;
+  if (
+    typeof raw === 'object' &&
+    raw !== null &&
+    Array.isArray(raw.actions) &&
+    raw.actions.length > limits.maxActionsPerBatch
+  ) {
+    return tooLarge(
+      `actions: ${raw.actions.length} actions, the limit is ${limits.maxActionsPerBatch} (maxActionsPerBatch)`,
+    );
+  }
+  let request: PushRequest;
+  if (surelyValidPushRequest(json.value)) {
+    request = json.value;
+  } else {
+    // zod decides anything the fast path is unsure of, and names the offending field.
+    const parsed = parseWith(pushRequestSchema, json.value);
+    if (!parsed.ok) return { ok: false, error: new FerryError(ErrorCode.Invalid, parsed.message) };
+    request = parsed.value;
+  }
+  const problem = checkActions(request, limits, now);
+  return problem === null ? { ok: true, value: request } : { ok: false, error: problem };
+}
+
+function checkActions(request: PushRequest, limits: Limits, now: number): FerryError | null {
+  for (let i = 0; i < request.actions.length; i++) {
+    const action = request.actions[i];
+    if (action === undefined) continue;
+    if (action.clientId !== request.clientId) {
+      return new FerryError(ErrorCode.Invalid, `actions[${i}].clientId: must equal the request's clientId`);
+    }
+    if (action.fields !== undefined) {
+      let count = 0;
+      for (const name in action.fields) {
+        count++;
+        const bytes = valueBytesOver(action.fields[name] as JsonValue, limits.maxFieldValueBytes);
+        if (bytes !== null) {
+          return new FerryError(
+            ErrorCode.TooLarge,
+            `actions[${i}].fields.${name}: value is ${bytes} bytes, the limit is ${limits.maxFieldValueBytes} (maxFieldValueBytes)`,
+          );
+        }
+      }
+      if (count > limits.maxFieldsPerAction) {
+        return new FerryError(
+          ErrorCode.TooLarge,
+          `actions[${i}].fields: ${count} fields, the limit is ${limits.maxFieldsPerAction} (maxFieldsPerAction)`,
+        );
+      }
+    }
+    const drift = checkDrift(action.hlc, now, limits.maxClockDriftMs);
+    if (!drift.ok) {
+      return new FerryError(
+        ErrorCode.ClockDrift,
+        `actions[${i}].hlc: ${drift.aheadMs} ms ahead of server time, the limit is ${limits.maxClockDriftMs} ms (maxClockDriftMs)`,
+      );
+    }
+  }
+  return null;
+}
+
+/**
+ * The value's size as UTF-8 JSON when it exceeds `max`, else null. A string
+ * whose worst case (6 bytes per UTF-16 unit, as `\uXXXX`) fits is not encoded.
+ */
+function valueBytesOver(value: JsonValue, max: number): number | null {
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return null;
+  if (typeof value === 'string' && value.length * 6 + 2 <= max) return null;
+  const bytes = Buffer.byteLength(JSON.stringify(value), 'utf8');
+  return bytes > max ? bytes : null;
+}
+
+function tooLarge(message: string): Checked<never> {
+  return { ok: false, error: new FerryError(ErrorCode.TooLarge, message) };
+}

@@ -1,0 +1,72 @@
+/**
+ * DDL of the SQLite store and the pragmas it runs under. Tenants and clients
+ * are mapped to integer ids so the log's indexes stay small.
+ */
+import type { Database } from 'better-sqlite3';
+
+export const SCHEMA_VERSION = 1;
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS tenants (
+  id             INTEGER PRIMARY KEY,
+  name           TEXT NOT NULL UNIQUE,
+  head_seq       INTEGER NOT NULL DEFAULT 0,
+  purged_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS clients (
+  id              INTEGER PRIMARY KEY,
+  tenant          INTEGER NOT NULL,
+  client_id       TEXT NOT NULL,
+  high_client_seq INTEGER NOT NULL DEFAULT 0,
+  cursor          INTEGER,
+  last_seen       INTEGER NOT NULL,
+  UNIQUE (tenant, client_id)
+);
+CREATE TABLE IF NOT EXISTS actions (
+  tenant     INTEGER NOT NULL,
+  seq        INTEGER NOT NULL,
+  client     INTEGER NOT NULL,
+  client_seq INTEGER NOT NULL,
+  json       TEXT NOT NULL,
+  PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS actions_by_client ON actions (tenant, client, client_seq);
+CREATE TABLE IF NOT EXISTS rejections (
+  tenant     INTEGER NOT NULL,
+  client     INTEGER NOT NULL,
+  client_seq INTEGER NOT NULL,
+  id         TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  at         INTEGER NOT NULL,
+  PRIMARY KEY (tenant, client, client_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rejections_by_time ON rejections (at);
+CREATE TABLE IF NOT EXISTS entities (
+  tenant     INTEGER NOT NULL,
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  deleted    INTEGER NOT NULL,
+  json       TEXT NOT NULL,
+  PRIMARY KEY (tenant, collection, entity_id)
+);
+CREATE INDEX IF NOT EXISTS entities_tombstones ON entities (tenant, seq) WHERE deleted = 1;
+`;
+
+/**
+ * WAL for concurrent readers; synchronous=FULL because a push is acknowledged
+ * right after its commit, and an acknowledged action must survive a power
+ * loss, not only a process crash (NORMAL skips the WAL fsync on commit).
+ */
+export function openSchema(db: Database): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = OFF');
+  db.pragma('busy_timeout = 5000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`store schema version ${version} is newer than this build understands (${SCHEMA_VERSION})`);
+  }
+  db.exec(DDL);
+  if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+}
