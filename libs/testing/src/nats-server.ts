@@ -267,6 +267,16 @@ class DockerNats implements NatsServerHandle {
   static async start(options: NatsServerOptions): Promise<DockerNats> {
     // Loaded only here: the local path must not pay for (or depend on) testcontainers.
     const { GenericContainer, Wait } = await import('testcontainers');
+    // Docker publishes on every interface by default; tests must stay on loopback.
+    class LoopbackContainer extends GenericContainer {
+      bindLoopbackOnly(): this {
+        const all = (this.hostConfig.PortBindings ?? {}) as Record<string, { HostIp?: string }[] | undefined>;
+        for (const bindings of Object.values(all)) {
+          for (const binding of bindings ?? []) binding.HostIp = LOOPBACK;
+        }
+        return this;
+      }
+    }
     const hostPort = await freePort();
     const config = serverConfig(
       '0.0.0.0:4222',
@@ -274,10 +284,11 @@ class DockerNats implements NatsServerHandle {
       options.jetstream === true ? '/data/jetstream' : null,
       options.config,
     );
-    const container = (await new GenericContainer('nats:2.10-alpine')
+    const container = (await new LoopbackContainer('nats:2.10-alpine')
       .withCopyContentToContainer([{ content: config, target: '/etc/ferry/nats.conf' }])
       .withCommand(['-c', '/etc/ferry/nats.conf'])
       .withExposedPorts({ container: 4222, host: hostPort })
+      .bindLoopbackOnly()
       .withEnvironment({ ...options.env })
       .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
       .withStartupTimeout(options.startTimeoutMs ?? 30_000)
