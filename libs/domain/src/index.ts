@@ -11,5 +11,6 @@ export * from './entity-record.js';
 export * from './custom-merge.js';
 export * from './apply-action.js';
 export * from './oracle.js';
+export * from './stores.js';
 export * from './materializer.js';
 export * from './invariants.js';

@@ -16,6 +16,7 @@ import type { Action, ConflictRecord, ConflictSide, EntityState } from '@ferry/c
 import { ConflictResolution } from '@ferry/contracts';
 import { applyAction } from './apply-action.js';
 import { ClientSeqSet } from './client-seq-set.js';
+import { MemoryPendingStore, MemoryRecordStore, type PendingStore, type RecordStore, type SeenSet } from './stores.js';
 import {
   cloneRecord,
   emptyRecord,
@@ -49,6 +50,12 @@ export interface Rejection {
 
 export interface MaterializerOptions {
   readonly policies?: PolicyBook;
+  /** Confirmed records; in memory by default. */
+  readonly records?: RecordStore;
+  /** Pending local actions; in memory by default. */
+  readonly pending?: PendingStore;
+  /** Dedupe of confirmed actions; in memory by default. */
+  readonly seen?: SeenSet;
 }
 
 type Changed = Map<string, Set<string>>;
@@ -83,21 +90,23 @@ function sideOfAction(a: Action, field: string | null): ConflictSide {
 
 export class Materializer {
   readonly #policies: PolicyBook;
-  readonly #confirmed = new Map<string, Map<string, EntityRec>>();
+  readonly #records: RecordStore;
   /** (clientId, clientSeq) of every action folded into confirmed. */
-  readonly #seen = new ClientSeqSet();
-  readonly #pendingById = new Map<string, Action>();
-  readonly #pendingByEntity = new Map<string, Map<string, Action[]>>();
+  readonly #seen: SeenSet;
+  readonly #pending: PendingStore;
   #conflicts: ConflictRecord[] = [];
   #epoch = 0;
   readonly #sink: ClashSink = (rec, clash) => this.#conflicts.push(this.#clashRecord(rec, clash));
 
   constructor(options: MaterializerOptions = {}) {
     this.#policies = options.policies ?? new PolicyBook();
+    this.#records = options.records ?? new MemoryRecordStore();
+    this.#pending = options.pending ?? new MemoryPendingStore();
+    this.#seen = options.seen ?? new ClientSeqSet();
   }
 
   get pendingCount(): number {
-    return this.#pendingById.size;
+    return this.#pending.size;
   }
 
   /** Folds server-sequenced actions into confirmed state. A pending one is confirmed instead. */
@@ -108,11 +117,11 @@ export class Materializer {
     let duplicates = 0;
     let lastCollection: string | undefined;
     let policy: CollectionPolicy = this.#policies.for('');
-    let recs: Map<string, EntityRec> = new Map();
+    const records = this.#records;
 
     for (const a of actions) {
-      const anyPending = this.#pendingById.size > 0;
-      if (anyPending && this.#pendingById.has(a.id)) {
+      const anyPending = this.#pending.size > 0;
+      if (anyPending && this.#pending.get(a.id) !== undefined) {
         this.#confirmOne(a.id, a.seq ?? 0);
         continue;
       }
@@ -123,12 +132,11 @@ export class Materializer {
       if (a.collection !== lastCollection) {
         lastCollection = a.collection;
         policy = this.#policies.for(a.collection);
-        recs = this.#recordsOf(a.collection);
       }
-      let rec = recs.get(a.entityId);
-      if (rec === undefined) recs.set(a.entityId, (rec = emptyRecord(a.collection, a.entityId)));
+      let rec = records.get(a.collection, a.entityId);
+      if (rec === undefined) records.put((rec = emptyRecord(a.collection, a.entityId)));
       if (anyPending) {
-        const pending = this.#pendingFor(a.collection, a.entityId);
+        const pending = this.#pending.forEntity(a.collection, a.entityId);
         if (pending !== undefined) this.#reportAgainstPending(a, pending);
       }
       applyAction(rec, a, policy, this.#sink);
@@ -137,10 +145,11 @@ export class Materializer {
         touched.push(rec);
       }
     }
+    records.changed?.(touched);
     const changed: EntityState[] = [];
     for (const rec of touched) {
       // Remote actions only ever make an entity appear; one still unseen by the app is left out.
-      const view = this.#pendingByEntity.size === 0 ? viewRecord(rec) : this.#materialize(rec.collection, rec.id);
+      const view = this.#pending.size === 0 ? viewRecord(rec) : this.#materialize(rec.collection, rec.id);
       if (view !== null) changed.push(view);
     }
     return { changed, conflicts: this.#takeConflicts(), duplicates };
@@ -151,16 +160,11 @@ export class Materializer {
     const changed: Changed = new Map();
     let duplicates = 0;
     for (const a of actions) {
-      if (this.#pendingById.has(a.id) || this.#seen.has(a.clientId, a.clientSeq)) {
+      if (this.#pending.get(a.id) !== undefined || this.#seen.has(a.clientId, a.clientSeq)) {
         duplicates++;
         continue;
       }
-      this.#pendingById.set(a.id, a);
-      let byId = this.#pendingByEntity.get(a.collection);
-      if (byId === undefined) this.#pendingByEntity.set(a.collection, (byId = new Map<string, Action[]>()));
-      const list = byId.get(a.entityId);
-      if (list === undefined) byId.set(a.entityId, [a]);
-      else list.push(a);
+      this.#pending.add(a);
       markChanged(changed, a.collection, a.entityId);
     }
     return { changed: this.#views(changed), conflicts: [], duplicates };
@@ -180,7 +184,7 @@ export class Materializer {
     const changed: Changed = new Map();
     const conflicts: ConflictRecord[] = [];
     for (const r of rejections) {
-      const a = this.#removePending(r.id);
+      const a = this.#pending.remove(r.id);
       if (a === undefined) continue;
       conflicts.push({
         collection: a.collection,
@@ -203,21 +207,17 @@ export class Materializer {
 
   /** The confirmed record, without the pending overlay (for stores and tests). */
   confirmedRecord(collection: string, id: string): EntityRec | undefined {
-    return this.#confirmed.get(collection)?.get(id);
+    return this.#records.get(collection, id);
   }
 
   /** Every visible materialized entity, optionally of one collection. */
   *entities(collection?: string): Generator<EntityState> {
-    const collections = new Set<string>();
-    if (collection !== undefined) collections.add(collection);
-    else {
-      for (const c of this.#confirmed.keys()) collections.add(c);
-      for (const c of this.#pendingByEntity.keys()) collections.add(c);
-    }
-    for (const c of collections) {
-      const ids = new Set<string>(this.#confirmed.get(c)?.keys());
-      for (const id of this.#pendingByEntity.get(c)?.keys() ?? []) ids.add(id);
-      for (const id of ids) {
+    const seen = new Set<string>();
+    for (const source of [this.#records.keys(collection), this.#pending.keys(collection)]) {
+      for (const [c, id] of source) {
+        const key = `${c}\u0000${id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
         const view = this.#materialize(c, id);
         if (view !== null) yield view;
       }
@@ -226,53 +226,28 @@ export class Materializer {
 
   /** Pending actions still awaiting acknowledgement, in the order they were added. */
   pendingActions(): Action[] {
-    return [...this.#pendingById.values()];
-  }
-
-  #recordsOf(collection: string): Map<string, EntityRec> {
-    let recs = this.#confirmed.get(collection);
-    if (recs === undefined) this.#confirmed.set(collection, (recs = new Map<string, EntityRec>()));
-    return recs;
-  }
-
-  #pendingFor(collection: string, id: string): Action[] | undefined {
-    return this.#pendingByEntity.get(collection)?.get(id);
-  }
-
-  #removePending(id: string): Action | undefined {
-    const a = this.#pendingById.get(id);
-    if (a === undefined) return undefined;
-    this.#pendingById.delete(id);
-    const byId = this.#pendingByEntity.get(a.collection);
-    const list = byId?.get(a.entityId);
-    if (byId !== undefined && list !== undefined) {
-      const rest = list.filter((p) => p.id !== id);
-      if (rest.length === 0) byId.delete(a.entityId);
-      else byId.set(a.entityId, rest);
-      if (byId.size === 0) this.#pendingByEntity.delete(a.collection);
-    }
-    return a;
+    return [...this.#pending.all()];
   }
 
   #confirmOne(id: string, seq: number): void {
-    const a = this.#removePending(id);
+    const a = this.#pending.remove(id);
     if (a === undefined || !this.#seen.add(a.clientId, a.clientSeq)) return;
     const confirmed: Action = seq > 0 ? { ...a, seq } : a;
-    const recs = this.#recordsOf(a.collection);
-    let rec = recs.get(a.entityId);
-    if (rec === undefined) recs.set(a.entityId, (rec = emptyRecord(a.collection, a.entityId)));
+    let rec = this.#records.get(a.collection, a.entityId);
+    if (rec === undefined) this.#records.put((rec = emptyRecord(a.collection, a.entityId)));
     // The local user saw what they overwrote: no clash reporting for their own writes.
     applyAction(rec, confirmed, this.#policies.for(a.collection));
+    this.#records.changed?.([rec]);
   }
 
   #gone(collection: string, id: string): EntityState {
-    const rec = this.#confirmed.get(collection)?.get(id);
+    const rec = this.#records.get(collection, id);
     return { collection, id, fields: {}, deleted: true, version: rec?.version ?? 0, hlc: rec?.hlc ?? 0 } as EntityState;
   }
 
   #materialize(collection: string, id: string): EntityState | null {
-    const rec = this.#confirmed.get(collection)?.get(id);
-    const pending = this.#pendingFor(collection, id);
+    const rec = this.#records.get(collection, id);
+    const pending = this.#pending.forEntity(collection, id);
     if (pending === undefined) return rec === undefined ? null : viewRecord(rec);
     const overlay = rec === undefined ? emptyRecord(collection, id) : cloneRecord(rec);
     const policy = this.#policies.for(collection);
