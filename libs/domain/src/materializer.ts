@@ -184,7 +184,7 @@ export class Materializer {
     const changed: Changed = new Map();
     const conflicts: ConflictRecord[] = [];
     for (const r of rejections) {
-      const a = this.#pending.remove(r.id);
+      const a = this.#pending.remove(r.id, { reason: r.reason });
       if (a === undefined) continue;
       conflicts.push({
         collection: a.collection,
@@ -203,6 +203,17 @@ export class Materializer {
   /** The materialized state of one entity, or null when it does not exist. */
   get(collection: string, id: string): EntityState | null {
     return this.#materialize(collection, id);
+  }
+
+  /**
+   * The materialized state of the given entities, for a caller that put
+   * actions into the pending store itself (a daemon's WAL); an entity that
+   * exists nowhere comes back as a tombstone so the app drops it.
+   */
+  materialized(keys: Iterable<readonly [collection: string, id: string]>): EntityState[] {
+    const changed: Changed = new Map();
+    for (const [collection, id] of keys) markChanged(changed, collection, id);
+    return this.#views(changed);
   }
 
   /** The confirmed record, without the pending overlay (for stores and tests). */
@@ -230,7 +241,7 @@ export class Materializer {
   }
 
   #confirmOne(id: string, seq: number): void {
-    const a = this.#pending.remove(id);
+    const a = this.#pending.remove(id, { seq });
     if (a === undefined || !this.#seen.add(a.clientId, a.clientSeq)) return;
     const confirmed: Action = seq > 0 ? { ...a, seq } : a;
     let rec = this.#records.get(a.collection, a.entityId);

@@ -29,10 +29,13 @@ export interface PendingStore {
   /** Pending actions on one entity in the order they were added; undefined when none. */
   forEntity(collection: string, id: string): readonly Action[] | undefined;
   add(action: Action): void;
-  remove(id: string): Action | undefined;
+  /** Takes the action out of the pending set, recording why (a WAL marks it so at once). */
+  remove(id: string, outcome: PendingOutcome): Action | undefined;
   keys(collection?: string): Iterable<readonly [collection: string, id: string]>;
   all(): Iterable<Action>;
 }
+
+export type PendingOutcome = { readonly seq: number } | { readonly reason: string };
 
 /** (clientId, clientSeq) pairs folded into confirmed state. */
 export interface SeenSet {
@@ -100,7 +103,7 @@ export class MemoryPendingStore implements PendingStore {
     else list.push(action);
   }
 
-  remove(id: string): Action | undefined {
+  remove(id: string, _outcome: PendingOutcome): Action | undefined {
     const a = this.#byId.get(id);
     if (a === undefined) return undefined;
     this.#byId.delete(id);

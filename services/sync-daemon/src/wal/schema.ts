@@ -46,6 +46,13 @@ CREATE TABLE IF NOT EXISTS entities (
   PRIMARY KEY (collection, entity_id)
 ) WITHOUT ROWID;
 
+-- Highest clientSeq of each client folded into confirmed state: actions come
+-- back in server order, so a floor recognises one seen before.
+CREATE TABLE IF NOT EXISTS applied_floor (
+  client_id TEXT PRIMARY KEY,
+  floor     INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The queryable conflict log.
 CREATE TABLE IF NOT EXISTS conflicts (
   id         INTEGER PRIMARY KEY,

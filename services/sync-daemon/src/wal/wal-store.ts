@@ -46,6 +46,8 @@ export class WalStore {
   readonly #newId: () => string;
   readonly #now: () => number;
   #nextClientSeq: number;
+  /** Kept in memory: the overlay asks on every remote action whether anything is pending. */
+  #pendingCount: number;
   readonly #stmts;
 
   private constructor(db: Database.Database, options: WalStoreOptions) {
@@ -95,7 +97,11 @@ export class WalStore {
         'INSERT INTO dead_letters (at, source_ref, code, reason, payload) VALUES (@at, @sourceRef, @code, @reason, @payload)',
       ),
       deadLetterCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters'),
+      pendingKeys: db.prepare<[], { collection: string; entity_id: string }>(
+        'SELECT DISTINCT collection, entity_id FROM wal WHERE state = 0',
+      ),
     };
+    this.#pendingCount = this.#stmts.pendingCount.get()?.n ?? 0;
   }
 
   /** Opens (creating if needed) the store at `path`, in WAL mode with full fsync. */
@@ -163,6 +169,7 @@ export class WalStore {
           bytes: Buffer.byteLength(body),
         });
         this.#nextClientSeq++;
+        this.#pendingCount++;
         appended.push(action as Action);
       }
       if (appended.length > 0) {
@@ -184,7 +191,18 @@ export class WalStore {
   }
 
   pendingCount(): number {
-    return this.#stmts.pendingCount.get()?.n ?? 0;
+    return this.#pendingCount;
+  }
+
+  /** Re-reads the in-memory counters after a rolled-back transaction. */
+  reloadCounters(): void {
+    this.#pendingCount = this.#stmts.pendingCount.get()?.n ?? 0;
+    this.#nextClientSeq = Number(this.#stmts.getMeta.get('next_client_seq')?.value ?? '1');
+  }
+
+  /** Entities with pending actions (for whole-state reads; not on the hot path). */
+  *pendingKeys(): Generator<readonly [string, string]> {
+    for (const row of this.#stmts.pendingKeys.iterate()) yield [row.collection, row.entity_id];
   }
 
   /** The WAL entry for an action id, with its state; undefined once compacted or never seen. */
@@ -199,14 +217,20 @@ export class WalStore {
 
   /** Records server seqs; returns how many pending entries it acknowledged. */
   markAcknowledged(acks: readonly { id: string; seq: number }[]): number {
-    return this.#db.transaction(() => acks.reduce((n, a) => n + this.#stmts.acknowledge.run(a.seq, a.id).changes, 0))();
+    const n = this.#db.transaction(() =>
+      acks.reduce((sum, a) => sum + this.#stmts.acknowledge.run(a.seq, a.id).changes, 0),
+    )();
+    this.#pendingCount -= n;
+    return n;
   }
 
   /** Marks permanent failures; they leave the pending queue but stay in the log with the reason. */
   markRejected(rejections: readonly { id: string; reason: string }[]): number {
-    return this.#db.transaction(() =>
-      rejections.reduce((n, r) => n + this.#stmts.reject.run(r.reason, r.id).changes, 0),
+    const n = this.#db.transaction(() =>
+      rejections.reduce((sum, r) => sum + this.#stmts.reject.run(r.reason, r.id).changes, 0),
     )();
+    this.#pendingCount -= n;
+    return n;
   }
 
   /** Deletes acknowledged entries at or below `seq` (their effect lives in confirmed state). */

@@ -1,0 +1,174 @@
+/**
+ * The materializer's stores over the daemon's SQLite file: confirmed records
+ * (identity-mapped, written back in the caller's transaction), pending actions
+ * (the WAL itself) and per-client applied floors. Nothing here loads the whole
+ * state: records are read on demand and the cache is trimmed between batches.
+ */
+import type Database from 'better-sqlite3';
+import type { Action, EntityRecord } from '@ferry/contracts';
+import {
+  recordFromJson,
+  recordToJson,
+  type EntityRec,
+  type PendingOutcome,
+  type PendingStore,
+  type RecordStore,
+  type SeenSet,
+} from '@ferry/domain';
+import type { WalStore } from '../wal/wal-store.js';
+
+const key = (collection: string, id: string): string => `${collection}\u0000${id}`;
+
+export class SqliteRecordStore implements RecordStore {
+  readonly #cache = new Map<string, EntityRec>();
+  readonly #select;
+  readonly #upsert;
+  readonly #keys;
+  readonly #keysOf;
+
+  constructor(db: Database.Database) {
+    this.#select = db.prepare<[string, string], { record: string }>(
+      'SELECT record FROM entities WHERE collection = ? AND entity_id = ?',
+    );
+    this.#upsert = db.prepare<[string, string, string]>(
+      `INSERT INTO entities (collection, entity_id, record) VALUES (?, ?, ?)
+       ON CONFLICT (collection, entity_id) DO UPDATE SET record = excluded.record`,
+    );
+    this.#keys = db.prepare<[], { collection: string; entity_id: string }>(
+      'SELECT collection, entity_id FROM entities',
+    );
+    this.#keysOf = db.prepare<[string], { collection: string; entity_id: string }>(
+      'SELECT collection, entity_id FROM entities WHERE collection = ?',
+    );
+  }
+
+  get(collection: string, id: string): EntityRec | undefined {
+    const k = key(collection, id);
+    const cached = this.#cache.get(k);
+    if (cached !== undefined) return cached;
+    const row = this.#select.get(collection, id);
+    if (row === undefined) return undefined;
+    const rec = recordFromJson(JSON.parse(row.record) as EntityRecord);
+    this.#cache.set(k, rec);
+    return rec;
+  }
+
+  put(rec: EntityRec): void {
+    this.#cache.set(key(rec.collection, rec.id), rec);
+  }
+
+  /** Runs inside the caller's transaction, so records commit with the cursor that covers them. */
+  changed(recs: readonly EntityRec[]): void {
+    for (const rec of recs) this.#upsert.run(rec.collection, rec.id, JSON.stringify(recordToJson(rec)));
+  }
+
+  *keys(collection?: string): Iterable<readonly [string, string]> {
+    const rows = collection === undefined ? this.#keys.iterate() : this.#keysOf.iterate(collection);
+    for (const row of rows) yield [row.collection, row.entity_id];
+  }
+
+  /** Between batches: keeps memory bounded (records are persisted, so dropping is safe). */
+  trim(maxCached: number): void {
+    if (this.#cache.size > maxCached) this.#cache.clear();
+  }
+
+  /** After a rolled-back transaction the cached objects may hold unpersisted changes. */
+  invalidate(): void {
+    this.#cache.clear();
+  }
+}
+
+export class WalPendingStore implements PendingStore {
+  readonly #wal: WalStore;
+
+  constructor(wal: WalStore) {
+    this.#wal = wal;
+  }
+
+  get size(): number {
+    return this.#wal.pendingCount();
+  }
+
+  get(id: string): Action | undefined {
+    const entry = this.#wal.lookup(id);
+    return entry?.state === 'pending' ? entry.action : undefined;
+  }
+
+  forEntity(collection: string, id: string): readonly Action[] | undefined {
+    const list = this.#wal.pendingFor(collection, id);
+    return list.length === 0 ? undefined : list;
+  }
+
+  /** Capture appends to the WAL itself; nothing to add here. */
+  add(_action: Action): void {}
+
+  remove(id: string, outcome: PendingOutcome): Action | undefined {
+    const entry = this.#wal.lookup(id);
+    if (entry?.state !== 'pending') return undefined;
+    if ('seq' in outcome) this.#wal.markAcknowledged([{ id, seq: outcome.seq }]);
+    else this.#wal.markRejected([{ id, reason: outcome.reason }]);
+    return entry.action;
+  }
+
+  keys(collection?: string): Iterable<readonly [string, string]> {
+    const all = this.#wal.pendingKeys();
+    if (collection === undefined) return all;
+    return (function* () {
+      for (const k of all) if (k[0] === collection) yield k;
+    })();
+  }
+
+  *all(): Iterable<Action> {
+    let after = 0;
+    for (;;) {
+      const page = this.#wal.readPending(after, 1000);
+      if (page.length === 0) return;
+      yield* page;
+      after = page[page.length - 1]?.clientSeq ?? after;
+    }
+  }
+}
+
+/** Per-client floor of applied clientSeqs, cached in memory, written through. */
+export class SqliteSeenSet implements SeenSet {
+  readonly #floors = new Map<string, number>();
+  readonly #upsert;
+
+  constructor(db: Database.Database) {
+    for (const row of db
+      .prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor')
+      .iterate()) {
+      this.#floors.set(row.client_id, row.floor);
+    }
+    this.#upsert = db.prepare<[string, number]>(
+      `INSERT INTO applied_floor (client_id, floor) VALUES (?, ?)
+       ON CONFLICT (client_id) DO UPDATE SET floor = excluded.floor`,
+    );
+  }
+
+  has(clientId: string, clientSeq: number): boolean {
+    return clientSeq <= (this.#floors.get(clientId) ?? 0);
+  }
+
+  /**
+   * A client's actions reach this replica in clientSeq order (the server
+   * stores them so, and its own are acknowledged so); a skipped clientSeq is
+   * one the server rejected, which never arrives.
+   */
+  add(clientId: string, clientSeq: number): boolean {
+    if (this.has(clientId, clientSeq)) return false;
+    this.#floors.set(clientId, clientSeq);
+    this.#upsert.run(clientId, clientSeq);
+    return true;
+  }
+
+  /** After a rolled-back transaction, the cached floors may be ahead of the table. */
+  reload(db: Database.Database): void {
+    this.#floors.clear();
+    for (const row of db
+      .prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor')
+      .iterate()) {
+      this.#floors.set(row.client_id, row.floor);
+    }
+  }
+}

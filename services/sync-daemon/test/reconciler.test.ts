@@ -1,0 +1,178 @@
+// The reconciler over a real SQLite file: confirmed ⊕ pending with the WAL as
+// the pending set, atomic cursor, own actions pulled back, restarts, and
+// agreement with the replay oracle for random interleavings.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uuidv7 } from 'uuidv7';
+import type { Action, ChangeEvent, StoredAction } from '@ferry/contracts';
+import { PolicyBook, reconcile } from '@ferry/domain';
+import { Reconciler } from '../src/reconcile/reconciler.js';
+import { WalStore } from '../src/wal/wal-store.js';
+
+const NOW = 1_763_000_000_000;
+const OTHER = '0190a000-0000-7000-8000-0000000000bb';
+let dir: string;
+let open: { wal: WalStore; rec: Reconciler }[];
+
+function start(): { wal: WalStore; rec: Reconciler } {
+  const wal = WalStore.open(join(dir, 'daemon.db'), { newId: uuidv7, now: () => NOW });
+  const rec = new Reconciler({ wal, policies: new PolicyBook(), now: () => NOW });
+  const pair = { wal, rec };
+  open.push(pair);
+  return pair;
+}
+
+let otherSeq = 0;
+let serverSeq = 0;
+function remote(entityId: string, op: Action['op'], fields?: Record<string, unknown>, hlcOffset = 0): StoredAction {
+  const a: Record<string, unknown> = {
+    id: uuidv7(),
+    clientId: OTHER,
+    clientSeq: ++otherSeq,
+    collection: 'notes',
+    entityId,
+    op,
+    hlc: (NOW + hlcOffset) * 4096,
+    seq: ++serverSeq,
+  };
+  if (fields !== undefined) a.fields = fields;
+  return a as StoredAction;
+}
+const change = (id: string, op: ChangeEvent['op'], fields?: Record<string, unknown>): ChangeEvent =>
+  ({ collection: 'notes', id, op, ...(fields === undefined ? {} : { fields }) }) as ChangeEvent;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ferry-rec-'));
+  open = [];
+  otherSeq = 0;
+  serverSeq = 0;
+});
+afterEach(() => {
+  for (const p of open) p.wal.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('Reconciler', () => {
+  it('shows local changes at once, and a download never overwrites a pending one [M2]', () => {
+    const { wal, rec } = start();
+    const base = remote('45', 'create', { title: '', body: 'b' });
+    rec.applyPulled([base], base.seq);
+    const { appended } = wal.appendMany([change('45', 'update', { title: 'Shopping' })]);
+    expect(rec.viewsOf(appended)).toMatchObject([{ id: '45', fields: { title: 'Shopping', body: 'b' } }]);
+    // An older remote title (made before ours) arrives: ours stays, a conflict is recorded.
+    const older = remote('45', 'update', { title: 'Groceries' }, -10_000);
+    const result = rec.applyPulled([older], older.seq);
+    expect(result.changed).toMatchObject([{ id: '45', fields: { title: 'Shopping' } }]);
+    expect(result.conflicts).toMatchObject([
+      { field: 'title', winner: { value: 'Shopping' }, loser: { value: 'Groceries' } },
+    ]);
+    expect(rec.cursor).toBe(older.seq);
+  });
+
+  it('an acknowledged action pulled back is not applied twice, even after a restart [M4]', () => {
+    const first = start();
+    const [mine] = first.wal.appendMany([change('1', 'create', { t: 'x' })]).appended as [Action];
+    first.rec.acknowledge([{ id: mine.id, seq: 7 }]);
+    expect(first.rec.get('notes', '1')?.version).toBe(1);
+    first.wal.close();
+    const again = start();
+    const result = again.rec.applyPulled([{ ...mine, seq: 7 }], 7);
+    expect(result.duplicates).toBe(1);
+    expect(again.rec.get('notes', '1')).toMatchObject({ version: 1, fields: { t: 'x' } });
+    expect(again.wal.pendingCount()).toBe(0);
+  });
+
+  it('a pending action pulled back before its ack arrived is confirmed by the pull', () => {
+    const { wal, rec } = start();
+    const [mine] = wal.appendMany([change('1', 'create', { t: 'x' })]).appended as [Action];
+    rec.applyPulled([{ ...mine, seq: 3 }], 3);
+    expect(wal.lookup(mine.id)).toMatchObject({ state: 'acknowledged', seq: 3 });
+    expect(rec.get('notes', '1')?.version).toBe(1);
+    rec.acknowledge([{ id: mine.id, seq: 3 }]); // the late ack changes nothing
+    expect(rec.get('notes', '1')?.version).toBe(1);
+  });
+
+  it('a rejection removes the action from the local state and logs the conflict [M3]', () => {
+    const { wal, rec } = start();
+    const [mine] = wal.appendMany([change('9', 'create', { t: 'draft' })]).appended as [Action];
+    const result = rec.reject([{ id: mine.id, reason: 'stale: baseVersion 0, current version 2' }]);
+    expect(result.changed).toMatchObject([{ id: '9', deleted: true }]);
+    expect(result.conflicts).toMatchObject([
+      { resolution: 'rejected', reason: 'stale: baseVersion 0, current version 2' },
+    ]);
+    expect(rec.get('notes', '9')).toBeNull();
+    expect(wal.db.prepare('SELECT count(*) AS n FROM conflicts').get()).toEqual({ n: 1 });
+  });
+
+  it('persists state and cursor together: a restart resumes exactly where it was', () => {
+    const first = start();
+    const a = remote('1', 'create', { t: 'a' });
+    const b = remote('1', 'update', { t: 'b' }, 1);
+    first.rec.applyPulled([a, b], b.seq);
+    first.wal.close();
+    const again = start();
+    expect(again.rec.cursor).toBe(b.seq);
+    expect(again.rec.get('notes', '1')).toMatchObject({ fields: { t: 'b' }, version: 2 });
+    expect(again.wal.clock.last).toBeGreaterThan(b.hlc); // the clock moved past what it saw [C2]
+  });
+
+  it('agrees with the oracle over confirmed ∪ pending for random interleavings [M1]', () => {
+    const move = fc.oneof(
+      fc.record({
+        kind: fc.constant('local' as const),
+        id: fc.constantFrom('1', '2'),
+        op: fc.constantFrom<Action['op']>('create', 'update', 'delete'),
+        v: fc.nat(3),
+      }),
+      fc.record({
+        kind: fc.constant('remote' as const),
+        id: fc.constantFrom('1', '2'),
+        op: fc.constantFrom<Action['op']>('create', 'update', 'delete'),
+        v: fc.nat(3),
+        dt: fc.integer({ min: -5, max: 5 }),
+      }),
+      fc.record({ kind: fc.constant('ack' as const) }),
+      fc.record({ kind: fc.constant('reject' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(move, { maxLength: 25 }), (moves) => {
+        rmSync(join(dir, 'daemon.db'), { force: true });
+        rmSync(join(dir, 'daemon.db-wal'), { force: true });
+        rmSync(join(dir, 'daemon.db-shm'), { force: true });
+        const { wal, rec } = start();
+        const confirmed: Action[] = [];
+        for (const m of moves) {
+          if (m.kind === 'local') {
+            wal.appendMany([change(m.id, m.op, m.op === 'delete' ? undefined : { f: m.v })]);
+          } else if (m.kind === 'remote') {
+            const r = remote(m.id, m.op, m.op === 'delete' ? undefined : { f: m.v }, m.dt);
+            rec.applyPulled([r], r.seq);
+            confirmed.push(r);
+          } else {
+            const [oldest] = wal.readPending(0, 1);
+            if (oldest === undefined) continue;
+            if (m.kind === 'ack') {
+              rec.acknowledge([{ id: oldest.id, seq: ++serverSeq }]);
+              confirmed.push(oldest);
+            } else rec.reject([{ id: oldest.id, reason: 'stale' }]);
+          }
+        }
+        const pending = wal.readPending(0, 1000);
+        const expected = reconcile([], [...confirmed, ...pending]);
+        const actual = new Map(
+          ['1', '2'].flatMap((id) => {
+            const e = rec.get('notes', id);
+            return e === null ? [] : [[`notes\u0000${id}`, e] as const];
+          }),
+        );
+        expect(Object.fromEntries(actual)).toEqual(Object.fromEntries(expected));
+        wal.close();
+        open.pop();
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 200) },
+    );
+  });
+});
