@@ -56,6 +56,9 @@ describe('WalStore', () => {
     const wal = open({ now: () => (++calls === 1 ? NOW : Number.MAX_SAFE_INTEGER) });
     expect(() => wal.appendMany([change('1'), change('2')])).toThrow(/safe-integer/);
     expect(wal.pendingCount()).toBe(0);
+    // No hole in clientSeq after a rollback: the server would see a gap.
+    calls = -1_000_000;
+    expect(wal.appendMany([change('3')]).appended[0]?.clientSeq).toBe(1);
   });
 
   it('pages pending entries in clientSeq order without reading the rest', () => {

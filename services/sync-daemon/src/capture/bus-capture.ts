@@ -143,6 +143,8 @@ export class BusCapture {
         return wal.appendMany(events);
       })();
     } catch (err) {
+      // Rolled back: counters kept in memory must not run ahead of the file (no clientSeq holes).
+      wal.reloadCounters();
       // Not acked: JetStream redelivers the whole batch after ack_wait; nothing is lost.
       logger.error({ err, count: batch.length }, 'capture batch could not be stored; it will be redelivered');
       for (const m of batch) m.nak(1000);

@@ -133,7 +133,11 @@ export class WalStore {
    * before (an app retry or a redelivery) is skipped. Idempotent for events with ids.
    */
   appendMany(events: readonly ChangeEvent[]): AppendResult {
-    return this.#db.transaction((): AppendResult => {
+    // Counters advance only once the transaction has committed: a rolled-back
+    // batch must not leave a hole in clientSeq (the server would call it a gap).
+    let nextClientSeq = this.#nextClientSeq;
+    const result = this.#db.transaction((): AppendResult => {
+      nextClientSeq = this.#nextClientSeq;
       const appended: Action[] = [];
       let duplicates = 0;
       const seenInBatch = new Set<string>();
@@ -150,7 +154,7 @@ export class WalStore {
         const action: Record<string, unknown> = {
           id: this.#newId(),
           clientId: this.clientId,
-          clientSeq: this.#nextClientSeq,
+          clientSeq: nextClientSeq,
           collection: event.collection,
           entityId: event.id,
           op: event.op,
@@ -160,7 +164,7 @@ export class WalStore {
         if (event.baseVersion !== undefined) action.baseVersion = event.baseVersion;
         const body = JSON.stringify(action);
         this.#stmts.insert.run({
-          clientSeq: this.#nextClientSeq,
+          clientSeq: nextClientSeq,
           id: action.id,
           eventId: event.eventId ?? null,
           collection: event.collection,
@@ -168,16 +172,18 @@ export class WalStore {
           body,
           bytes: Buffer.byteLength(body),
         });
-        this.#nextClientSeq++;
-        this.#pendingCount++;
+        nextClientSeq++;
         appended.push(action as Action);
       }
       if (appended.length > 0) {
-        this.#stmts.setMeta.run('next_client_seq', String(this.#nextClientSeq));
+        this.#stmts.setMeta.run('next_client_seq', String(nextClientSeq));
         this.#stmts.setMeta.run('hlc_last', String(this.clock.last));
       }
       return { appended, duplicates };
     })();
+    this.#nextClientSeq = nextClientSeq;
+    this.#pendingCount += result.appended.length;
+    return result;
   }
 
   /** Up to `limit` pending actions after `afterClientSeq`, in clientSeq order. */
