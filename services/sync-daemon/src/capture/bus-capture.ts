@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import {
   captureConsumerName,
   captureStreamName,
+  type Action,
   type ChangeEvent,
   type ErrorCode,
   type SyncEvent,
@@ -35,8 +36,8 @@ export interface BusCaptureOptions {
   readonly logger: Logger;
   readonly emit: (event: SyncEvent) => void;
   readonly now: () => number;
-  /** Called after each committed batch with how many actions it appended. */
-  readonly onAppended?: (count: number) => void;
+  /** Called after each committed batch with the actions it appended. */
+  readonly onAppended?: (actions: readonly Action[]) => void;
   /** null: any collection is captured (with the default policy). */
   readonly knownCollections?: ReadonlySet<string> | null;
   readonly limits?: ChangeLimits;
@@ -167,6 +168,6 @@ export class BusCapture {
       };
       emit(ev);
     }
-    if (appended.appended.length > 0) this.#o.onAppended?.(appended.appended.length);
+    if (appended.appended.length > 0) this.#o.onAppended?.(appended.appended);
   }
 }

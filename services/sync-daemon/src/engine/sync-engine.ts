@@ -1,0 +1,197 @@
+/**
+ * The sync daemon as one engine: capture → WAL → upload, download → reconcile
+ * → publish. Embeddable (the bus and upstream connections are injected) and
+ * run by `ferry daemon`. Every step is reported as a sync event and a log line.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { busSubjects, type DaemonConfig, type EntityState, type StatusReply, type SyncEvent } from '@ferry/contracts';
+import type { PolicyBook } from '@ferry/domain';
+import { BusCapture } from '../capture/bus-capture.js';
+import { Downloader } from '../download/downloader.js';
+import { BusPublisher } from '../publish/bus-publisher.js';
+import { Reconciler, type Reconciled } from '../reconcile/reconciler.js';
+import { Uploader } from '../upload/uploader.js';
+import { WalStore } from '../wal/wal-store.js';
+
+export interface SyncEngineOptions {
+  readonly config: DaemonConfig;
+  readonly policies: PolicyBook;
+  readonly bus: NatsConnection;
+  readonly upstream: NatsConnection;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  readonly newId: () => string;
+}
+
+export class SyncEngine {
+  readonly wal: WalStore;
+  readonly reconciler: Reconciler;
+  readonly #o: SyncEngineOptions;
+  readonly #now: () => number;
+  readonly #publisher: BusPublisher;
+  readonly #capture: BusCapture;
+  readonly #uploader: Uploader;
+  readonly #downloader: Downloader;
+  #online = false;
+  #lastSyncAt: number | null = null;
+  #head = 0;
+  readonly #listeners = new Set<(event: SyncEvent) => void>();
+
+  constructor(options: SyncEngineOptions) {
+    this.#o = options;
+    const { config, logger } = options;
+    const now = (this.#now = options.now ?? Date.now);
+    mkdirSync(config.dataDir, { recursive: true });
+    this.wal = WalStore.open(join(config.dataDir, 'ferry-daemon.sqlite'), {
+      ...(config.clientId === undefined ? {} : { clientId: config.clientId }),
+      newId: options.newId,
+      now,
+    });
+    this.reconciler = new Reconciler({ wal: this.wal, policies: options.policies, now });
+    const subjects = busSubjects(config.app, config.bus.prefix);
+    this.#publisher = new BusPublisher({
+      nc: options.bus,
+      subjects,
+      logger: logger.child({ component: 'publish' }),
+      status: () => this.status(),
+      query: (collection, id) => this.#query(collection, id),
+    });
+    const emit = (event: SyncEvent) => this.#emit(event);
+    const known = config.strictCollections ? new Set(Object.keys(config.collections)) : null;
+    this.#capture = new BusCapture({
+      nc: options.bus,
+      app: config.app,
+      changesSubject: subjects.changes,
+      wal: this.wal,
+      logger: logger.child({ component: 'capture' }),
+      emit,
+      now,
+      knownCollections: known,
+      onAppended: (actions) => {
+        this.#publisher.publishState(this.reconciler.viewsOf(actions), this.reconciler.cursor);
+        this.#uploader.poke();
+      },
+    });
+    this.#uploader = new Uploader({
+      nc: options.upstream,
+      tenant: config.tenant,
+      wal: this.wal,
+      logger: logger.child({ component: 'upload' }),
+      emit,
+      now,
+      batch: config.batch,
+      retry: config.retry,
+      onOnline: (online, reason) => this.#setOnline(online, reason),
+      onSettled: (acks, rejections, headSeq) => {
+        if (acks.length > 0) this.reconciler.acknowledge(acks);
+        if (rejections.length > 0) this.#reconciled(this.reconciler.reject(rejections), 'rejected');
+        if (headSeq > this.#head) this.#head = headSeq;
+        this.#lastSyncAt = now();
+        // Our own acks move the head: the downloader pulls them back (deduped) and anything between.
+        this.#downloader.poke();
+      },
+    });
+    this.#downloader = new Downloader({
+      nc: options.upstream,
+      tenant: config.tenant,
+      clientId: this.wal.clientId,
+      reconciler: this.reconciler,
+      logger: logger.child({ component: 'download' }),
+      emit,
+      now,
+      retry: config.retry,
+      onOnline: (online, reason) => this.#setOnline(online, reason),
+      onHead: (head) => {
+        if (head > this.#head) this.#head = head;
+      },
+      onApplied: (result) => {
+        this.#lastSyncAt = now();
+        this.#reconciled(result, 'applied');
+      },
+    });
+  }
+
+  get clientId(): string {
+    return this.wal.clientId;
+  }
+
+  /** Listens to every sync event (the embedding API; the bus gets them too). */
+  onEvent(listener: (event: SyncEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    this.#publisher.start();
+    await this.#capture.start();
+    this.#uploader.start();
+    this.#downloader.start();
+    this.#o.logger.info(
+      { clientId: this.clientId, pending: this.wal.pendingCount(), cursor: this.reconciler.cursor },
+      'sync engine started',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#uploader.stop();
+    this.#downloader.stop();
+    await this.#capture.stop();
+    this.#publisher.stop();
+    this.wal.close();
+  }
+
+  status(): StatusReply {
+    const cursor = this.reconciler.cursor;
+    return {
+      online: this.#online,
+      pending: this.wal.pendingCount(),
+      cursor,
+      lastSyncAt: this.#lastSyncAt,
+      lag: Math.max(0, this.#head - cursor),
+      hlc: this.wal.clock.last,
+    } as StatusReply;
+  }
+
+  #query(collection: string, id: string | undefined): EntityState[] {
+    if (id !== undefined) {
+      const one = this.reconciler.get(collection, id);
+      return one === null ? [] : [one];
+    }
+    return this.reconciler.query(collection);
+  }
+
+  #reconciled(result: Reconciled, _why: string): void {
+    this.#publisher.publishState(result.changed, this.reconciler.cursor);
+    const at = this.#now();
+    for (const conflict of result.conflicts) this.#emit({ type: 'conflict', at, conflict });
+    for (const c of result.conflicts) {
+      if (c.resolution === 'rejected') {
+        this.#emit({
+          type: 'rejected',
+          at,
+          actionId: c.loser.actionId,
+          collection: c.collection,
+          entityId: c.entityId,
+          reason: c.reason ?? 'rejected',
+        });
+      }
+    }
+  }
+
+  #setOnline(online: boolean, reason: string): void {
+    if (online === this.#online) return;
+    this.#online = online;
+    this.#emit(online ? { type: 'online', at: this.#now() } : { type: 'offline', at: this.#now(), reason });
+    if (online) this.#uploader.poke();
+  }
+
+  #emit(event: SyncEvent): void {
+    const level = event.type === 'error' || event.type === 'dead-lettered' ? 'warn' : 'debug';
+    this.#o.logger[level]({ event }, event.type);
+    this.#publisher.publishEvent(event);
+    for (const l of this.#listeners) l(event);
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * Exponential backoff with full jitter: attempt n waits a random time in
+ * [0, min(max, initial * 2^n)]. The random source is a parameter.
+ */
+export interface BackoffOptions {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  readonly random?: () => number;
+}
+
+export function backoffDelay(attempt: number, options: BackoffOptions): number {
+  const cap = Math.min(options.maxMs, options.initialMs * 2 ** Math.min(attempt, 30));
+  const random = options.random ?? Math.random;
+  // Never zero: a tight retry loop against a dead server helps nobody.
+  return Math.max(options.initialMs / 2, Math.floor(random() * cap));
+}
