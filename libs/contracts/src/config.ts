@@ -42,7 +42,12 @@ export const daemonConfigSchema = z.strictObject({
   app: appNameSchema,
   tenant: tenantIdSchema,
   clientId: clientIdSchema.optional(),
-  bus: connectionSchema.extend({ prefix: z.string().min(1).default('ferry') }),
+  bus: connectionSchema.extend({
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated subject tokens without wildcards')
+      .default('ferry'),
+  }),
   upstream: connectionSchema,
   dataDir: z.string().min(1),
   collections: collectionsConfigSchema.default({}),

@@ -74,11 +74,21 @@ export type JsonValue = z.infer<typeof jsonValueSchema>;
  */
 export const fieldsSchema = z.preprocess(
   (raw, ctx) => {
-    if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) {
-      ctx.issues.push({ code: 'custom', message: 'must not be "__proto__"', path: ['__proto__'], input: raw });
-    }
+    const path = findProtoKey(raw, [], 0);
+    if (path !== null) ctx.issues.push({ code: 'custom', message: 'must not be "__proto__"', path, input: raw });
     return raw;
   },
   z.record(fieldNameSchema, jsonValueSchema),
 );
+
+/** The path of the first own "__proto__" key at any depth (zod drops them silently). */
+function findProtoKey(value: unknown, path: PropertyKey[], depth: number): PropertyKey[] | null {
+  if (typeof value !== 'object' || value === null || depth > 64) return null;
+  if (!Array.isArray(value) && Object.hasOwn(value, '__proto__')) return [...path, '__proto__'];
+  for (const [key, inner] of Object.entries(value)) {
+    const found = findProtoKey(inner, [...path, Array.isArray(value) ? Number(key) : key], depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}
 export type Fields = z.infer<typeof fieldsSchema>;

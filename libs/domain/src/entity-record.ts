@@ -132,11 +132,17 @@ function cellOf(action: Action, value: JsonValue, seq: number): Cell {
   return { value, hlc: action.hlc, clientId: action.clientId, id: action.id, seq };
 }
 
-/** Deep equality of JSON values, cheap for the usual primitives. */
+/** Deep equality of JSON values, independent of key order, cheap for the usual primitives. */
 export function sameJson(a: JsonValue, b: JsonValue): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((x, i) => sameJson(x, b[i] as JsonValue));
+  }
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && sameJson(a[k] as JsonValue, b[k] as JsonValue));
 }
 
 /**
@@ -366,6 +372,10 @@ function cellsToJson(cells: CellBag | null): EntityRecord['fields'] {
 
 /** Serialisable form (contracts `EntityRecord`), e.g. for snapshots and stores. */
 export function recordToJson(rec: EntityRec): EntityRecord {
+  if (rec.custom !== null) {
+    // The serialised form has no place for a custom merge's history: refuse rather than lose it.
+    throw new Error(`${rec.collection}/${rec.id}: records of custom-merge collections cannot be serialised`);
+  }
   return {
     collection: rec.collection,
     id: rec.id,

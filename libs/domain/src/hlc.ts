@@ -33,10 +33,24 @@ export function hlcCounter(hlc: number): number {
 export type HlcResult =
   | { ok: true; hlc: number }
   | { ok: false; code: 'clock_drift'; aheadMs: number; message: string }
-  | { ok: false; code: 'clock_overflow'; message: string };
+  | { ok: false; code: 'clock_overflow'; message: string }
+  | { ok: false; code: 'clock_invalid'; message: string };
+
+/** A NaN or fractional reading would poison the clock for good: refuse it instead. */
+function invalid(last: number, wallMillis: number, remote = 0): HlcResult | null {
+  if (!Number.isSafeInteger(last) || last < 0)
+    return { ok: false, code: 'clock_invalid', message: `last hlc ${last} is not a safe integer` };
+  if (!Number.isFinite(wallMillis))
+    return { ok: false, code: 'clock_invalid', message: `wall clock reading ${wallMillis} is not finite` };
+  if (!Number.isSafeInteger(remote) || remote < 0)
+    return { ok: false, code: 'clock_invalid', message: `remote hlc ${remote} is not a safe integer` };
+  return null;
+}
 
 /** The next local timestamp after `last` given the wall clock reading. */
 export function sendHlc(last: number, wallMillis: number): HlcResult {
+  const bad = invalid(last, wallMillis);
+  if (bad !== null) return bad;
   const next = Math.max(last + 1, encodeHlc(Math.floor(wallMillis)));
   if (next > Number.MAX_SAFE_INTEGER) {
     return { ok: false, code: 'clock_overflow', message: 'hlc exceeds the safe-integer range' };
@@ -56,6 +70,8 @@ export function checkDrift(
 
 /** Advances past a remote timestamp, unless it is implausibly far in the future. */
 export function receiveHlc(last: number, remote: number, wallMillis: number, maxDriftMs: number): HlcResult {
+  const bad = invalid(last, wallMillis, remote);
+  if (bad !== null) return bad;
   const drift = checkDrift(remote, wallMillis, maxDriftMs);
   if (!drift.ok) {
     return {

@@ -84,7 +84,7 @@ function sideOfAction(a: Action, field: string | null): ConflictSide {
     hlc: a.hlc,
   };
   if (a.op === 'delete') side.deleted = true;
-  else if (field !== null && a.fields !== undefined && field in a.fields) side.value = a.fields[field];
+  else if (field !== null && a.fields !== undefined && Object.hasOwn(a.fields, field)) side.value = a.fields[field];
   return side as ConflictSide;
 }
 
@@ -96,7 +96,14 @@ export class Materializer {
   readonly #pending: PendingStore;
   #conflicts: ConflictRecord[] = [];
   #epoch = 0;
-  readonly #sink: ClashSink = (rec, clash) => this.#conflicts.push(this.#clashRecord(rec, clash));
+  /** What the pending-overlay report already covered for the action being applied. */
+  #covered: Set<string> | 'entity' | null = null;
+  readonly #sink: ClashSink = (rec, clash) => {
+    const covered = this.#covered;
+    if (covered === 'entity' || (covered !== null && clash.field !== null && covered.has(clash.field))) return;
+    if (covered !== null && clash.field === null && covered.size > 0) return;
+    this.#conflicts.push(this.#clashRecord(rec, clash));
+  };
 
   constructor(options: MaterializerOptions = {}) {
     this.#policies = options.policies ?? new PolicyBook();
@@ -135,11 +142,15 @@ export class Materializer {
       }
       let rec = records.get(a.collection, a.entityId);
       if (rec === undefined) records.put((rec = emptyRecord(a.collection, a.entityId)));
-      if (anyPending) {
+      // Custom merges decide for themselves: no last-writer-wins conflicts are claimed for them.
+      const custom = policy.kind === 'custom';
+      this.#covered = null;
+      if (anyPending && !custom) {
         const pending = this.#pending.forEntity(a.collection, a.entityId);
-        if (pending !== undefined) this.#reportAgainstPending(a, pending);
+        if (pending !== undefined) this.#covered = this.#reportAgainstPending(a, pending, rec);
       }
-      applyAction(rec, a, policy, this.#sink);
+      applyAction(rec, a, policy, custom ? undefined : this.#sink);
+      this.#covered = null;
       if (rec.mark !== epoch) {
         rec.mark = epoch;
         touched.push(rec);
@@ -158,6 +169,7 @@ export class Materializer {
   /** Adds local actions, not yet acknowledged, on top of confirmed state. */
   addPending(actions: readonly Action[]): ApplyResult {
     const changed: Changed = new Map();
+    const conflicts: ConflictRecord[] = [];
     let duplicates = 0;
     for (const a of actions) {
       if (this.#pending.get(a.id) !== undefined || this.#seen.has(a.clientId, a.clientSeq)) {
@@ -166,8 +178,15 @@ export class Materializer {
       }
       this.#pending.add(a);
       markChanged(changed, a.collection, a.entityId);
+      // A local write onto an entity already deleted elsewhere is lost to the delete: say so.
+      const tombstone = this.#records.get(a.collection, a.entityId)?.deleted;
+      if (tombstone != null && a.op !== 'delete' && this.#policies.for(a.collection).kind !== 'custom') {
+        conflicts.push(
+          this.#record(a, null, sideOf(tombstone, null, true), sideOfAction(a, null), ConflictResolution.DeleteWins),
+        );
+      }
     }
-    return { changed: this.#views(changed), conflicts: [], duplicates };
+    return { changed: this.#views(changed), conflicts, duplicates };
   }
 
   /**
@@ -183,7 +202,12 @@ export class Materializer {
   reject(rejections: readonly Rejection[]): ApplyResult {
     const changed: Changed = new Map();
     const conflicts: ConflictRecord[] = [];
+    const wasVisible = new Set<string>();
     for (const r of rejections) {
+      const before = this.#pending.get(r.id);
+      if (before !== undefined && this.#materialize(before.collection, before.entityId) !== null) {
+        wasVisible.add(`${before.collection}\u0000${before.entityId}`);
+      }
       const a = this.#pending.remove(r.id, { reason: r.reason });
       if (a === undefined) continue;
       conflicts.push({
@@ -197,7 +221,7 @@ export class Materializer {
       });
       markChanged(changed, a.collection, a.entityId);
     }
-    return { changed: this.#views(changed), conflicts, duplicates: 0 };
+    return { changed: this.#views(changed, wasVisible), conflicts, duplicates: 0 };
   }
 
   /** The materialized state of one entity, or null when it does not exist. */
@@ -266,38 +290,45 @@ export class Materializer {
     return viewRecord(overlay);
   }
 
-  #views(changed: Changed): EntityState[] {
+  /** Views of changed entities; one that vanished is shown as gone only if the app could see it. */
+  #views(changed: Changed, wasVisible?: ReadonlySet<string>): EntityState[] {
     const out: EntityState[] = [];
     for (const [collection, ids] of changed) {
       for (const id of ids) {
-        // An entity that exists nowhere any more (its only create was rejected) is shown as gone.
-        out.push(this.#materialize(collection, id) ?? this.#gone(collection, id));
+        const view = this.#materialize(collection, id);
+        if (view !== null) out.push(view);
+        else if (wasVisible?.has(`${collection}\u0000${id}`) === true) out.push(this.#gone(collection, id));
       }
     }
     return out;
   }
 
-  /** A remote action meets unacknowledged local ones on the same entity. */
-  #reportAgainstPending(remote: Action, pending: readonly Action[]): void {
-    const localDelete = pending.find((p) => p.op === 'delete');
+  /**
+   * A remote action meets unacknowledged local ones on the same entity: one
+   * record per field (or per entity for deletes), judged against what the app
+   * was shown (confirmed ⊕ pending). Returns what it covered, so the
+   * confirmed-level report does not say it again.
+   */
+  #reportAgainstPending(remote: Action, pending: readonly Action[], rec: EntityRec): Set<string> | 'entity' | null {
+    // A confirmed tombstone speaks for the entity (applyLww reports against it).
+    if (rec.deleted !== null) return null;
+    const latestOf = (list: readonly Action[]) =>
+      list.reduce<Action | undefined>((m, p) => (m === undefined || compareStamps(p, m) > 0 ? p : m), undefined);
     if (remote.op === 'delete') {
-      const lost = pending.filter((p) => p.op !== 'delete');
-      const latest = lost.reduce<Action | undefined>(
-        (m, p) => (m === undefined || compareStamps(p, m) > 0 ? p : m),
-        undefined,
+      const latest = latestOf(pending.filter((p) => p.op !== 'delete'));
+      if (latest === undefined) return null;
+      this.#conflicts.push(
+        this.#record(
+          remote,
+          null,
+          sideOfAction(remote, null),
+          sideOfAction(latest, null),
+          ConflictResolution.DeleteWins,
+        ),
       );
-      if (latest !== undefined)
-        this.#conflicts.push(
-          this.#record(
-            remote,
-            null,
-            sideOfAction(remote, null),
-            sideOfAction(latest, null),
-            ConflictResolution.DeleteWins,
-          ),
-        );
-      return;
+      return 'entity';
     }
+    const localDelete = pending.find((p) => p.op === 'delete');
     if (localDelete !== undefined) {
       this.#conflicts.push(
         this.#record(
@@ -308,30 +339,34 @@ export class Materializer {
           ConflictResolution.DeleteWins,
         ),
       );
-      return;
+      return 'entity';
     }
     const fields = remote.fields;
-    if (fields === undefined) return;
-    for (const field in fields) {
-      let latest: Action | undefined;
-      for (const p of pending) {
-        if (p.fields !== undefined && field in p.fields && (latest === undefined || compareStamps(p, latest) > 0))
-          latest = p;
-      }
-      if (latest === undefined || sameJson(latest.fields?.[field] ?? null, fields[field] ?? null)) continue;
-      const remoteWins = compareStamps(remote, latest) > 0;
-      const winner = remoteWins ? remote : latest;
-      const loser = remoteWins ? latest : remote;
+    if (fields === undefined) return null;
+    const covered = new Set<string>();
+    for (const field of Object.keys(fields)) {
+      const mine = latestOf(pending.filter((p) => p.fields !== undefined && Object.hasOwn(p.fields, field)));
+      if (mine === undefined) continue;
+      covered.add(field);
+      // What the app shows for this field: the later of the confirmed cell and the pending write.
+      const cell = rec.fields[field];
+      const shownIsCell = cell !== undefined && compareStamps(cell, mine) > 0;
+      const shownValue = shownIsCell ? cell.value : (mine.fields?.[field] ?? null);
+      const incoming = fields[field] ?? null;
+      if (sameJson(shownValue, incoming)) continue;
+      const shown: ConflictSide = shownIsCell ? sideOf(cell, field) : sideOfAction(mine, field);
+      const remoteWins = compareStamps(remote, shownIsCell ? cell : mine) > 0;
       this.#conflicts.push(
         this.#record(
           remote,
           field,
-          sideOfAction(winner, field),
-          sideOfAction(loser, field),
+          remoteWins ? sideOfAction(remote, field) : shown,
+          remoteWins ? shown : sideOfAction(remote, field),
           ConflictResolution.LastWriterWins,
         ),
       );
     }
+    return covered;
   }
 
   #record(
@@ -351,7 +386,8 @@ export class Materializer {
       entityId: rec.id,
       field: clash.field,
       winner: sideOf(clash.winner, clash.field, deleteWins),
-      loser: sideOf(clash.loser, deleteWins ? 'value' : clash.field),
+      // A delete discards the whole entity: the loser is named, no single field value is.
+      loser: sideOf(clash.loser, clash.field),
       resolution: deleteWins ? ConflictResolution.DeleteWins : ConflictResolution.LastWriterWins,
     } as ConflictRecord;
   }

@@ -21,7 +21,8 @@ export const CLIENTS = [
 
 const COLLECTIONS = ['notes', 'tasks'] as const;
 const ENTITY_IDS = ['1', '2', '3'] as const;
-const FIELDS = ['title', 'body', 'done'] as const;
+// 'constructor' on purpose: field bags must not see inherited properties.
+const FIELDS = ['title', 'body', 'done', 'constructor'] as const;
 
 interface Draft {
   client: number;

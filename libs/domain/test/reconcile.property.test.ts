@@ -2,7 +2,7 @@
 // oracle whatever the arrival order, duplication, batching and overlay moves.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Action, EntityState } from '@ferry/contracts';
+import { conflictRecordSchema, type Action, type EntityState } from '@ferry/contracts';
 import { checkRecord, Materializer, PolicyBook, reconcile, recordToJson, type CustomMerge } from '../src/index.js';
 import { actionsArb, CLIENTS, deliveryArb, fcParams } from './arbitraries.js';
 import { plain, stateOf } from './helpers.js';
@@ -100,7 +100,11 @@ describe('incremental materializer vs oracle', () => {
         for (const move of moves) {
           if (move.kind === 'remote' && remote.length > 0) {
             const a = remote[move.pick % remote.length] as Action;
-            m.applyRemote([{ ...a, seq: ++seq }]);
+            const { conflicts } = m.applyRemote([{ ...a, seq: ++seq }]);
+            // Every record is well-formed, and one action yields at most one per field.
+            for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
+            const fieldsHit = conflicts.map((c) => c.field ?? '*');
+            expect(new Set(fieldsHit).size).toBe(fieldsHit.length);
             if (!applied.some((x) => x.id === a.id)) applied.push(a);
           } else if (move.kind === 'local' && nextLocal < local.length) {
             const a = local[nextLocal++] as Action;
@@ -115,6 +119,7 @@ describe('incremental materializer vs oracle', () => {
             const { conflicts } = m.reject([{ id: a.id, reason: 'stale' }]);
             expect(conflicts).toHaveLength(1);
             expect(conflicts[0]?.resolution).toBe('rejected');
+            for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
           } else if (move.kind === 'echo' && confirmed.length + pending.length > 0) {
             // Our own action comes back through a pull, acknowledged or not yet.
             const pool = [...confirmed, ...pending];

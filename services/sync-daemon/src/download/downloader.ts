@@ -4,7 +4,7 @@
  * atomically through the reconciler, and pulls again at once when the feed
  * announces a new head. Transient failures back off and retry.
  */
-import type { Subscription} from 'rxjs';
+import type { Subscription } from 'rxjs';
 import { Subject, auditTime, exhaustMap, from, merge, timer } from 'rxjs';
 import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';

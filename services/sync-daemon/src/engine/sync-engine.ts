@@ -7,7 +7,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { busSubjects, type DaemonConfig, type EntityState, type StatusReply, type SyncEvent } from '@ferry/contracts';
+import {
+  FerryError,
+  busSubjects,
+  type DaemonConfig,
+  type EntityState,
+  type StatusReply,
+  type SyncEvent,
+} from '@ferry/contracts';
 import type { PolicyBook } from '@ferry/domain';
 import { BusCapture } from '../capture/bus-capture.js';
 import { Downloader } from '../download/downloader.js';
@@ -43,6 +50,12 @@ export class SyncEngine {
   constructor(options: SyncEngineOptions) {
     this.#o = options;
     const { config, logger } = options;
+    for (const [name, c] of Object.entries(config.collections)) {
+      if (c.policy === 'custom') {
+        // Confirmed state lives in SQLite, whose record form cannot hold a custom merge's history yet.
+        throw new FerryError('invalid', `collections.${name}.policy: "custom" is not supported by the daemon yet`);
+      }
+    }
     const now = (this.#now = options.now ?? Date.now);
     mkdirSync(config.dataDir, { recursive: true });
     this.wal = WalStore.open(join(config.dataDir, 'ferry-daemon.sqlite'), {

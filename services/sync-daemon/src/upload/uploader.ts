@@ -5,7 +5,7 @@
  * down to the single action at fault, which is rejected, so it never blocks
  * the queue behind it (DESIGN §4).
  */
-import type { Subscription} from 'rxjs';
+import type { Subscription } from 'rxjs';
 import { Subject, auditTime, exhaustMap, from, merge, timer } from 'rxjs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -148,7 +148,10 @@ export class Uploader {
       if (!decoded.ok) outcome = { kind: 'transient', code: 'internal', message: decoded.message };
       else if ('error' in decoded.value) {
         const { code, message } = decoded.value.error;
-        outcome = isTransientCode(code) ? { kind: 'transient', code, message } : { kind: 'permanent', code, message };
+        // clock_drift is retried, not rejected: the hlc is fixed in the WAL, and the server
+        // accepts it once its own clock catches up; rejecting it would throw intent away.
+        const transient = isTransientCode(code) || code === 'clock_drift';
+        outcome = transient ? { kind: 'transient', code, message } : { kind: 'permanent', code, message };
       } else outcome = { kind: 'reply', reply: decoded.value };
     } catch (err) {
       // No responders, timeouts, a closed connection: the API or the link is away.
