@@ -1,0 +1,107 @@
+/**
+ * `ferry daemon --config FILE`: the one `main` of the sidecar. Wires the real
+ * connections, runs the engine, and on SIGTERM/SIGINT drains and stops (a
+ * second signal forces). Errors are one line and a non-zero exit.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { uuidv7 } from 'uuidv7';
+import { policyBookFromConfig } from '@ferry/domain';
+import { loadDaemonConfig } from './config/load-config.js';
+import { SyncEngine } from './engine/sync-engine.js';
+
+const HELP = `usage: ferry daemon --config FILE [--verbose]
+
+Runs the sync sidecar for one app: captures changes from the local bus,
+keeps them in a WAL under dataDir, syncs them with the API, and publishes
+reconciled state back on the bus. Environment: FERRY_CONFIG, FERRY_DATA_DIR,
+FERRY_BUS_URL, FERRY_UPSTREAM_URL, FERRY_LOG_LEVEL.`;
+
+function flag(argv: readonly string[], name: string): string | undefined {
+  const at = argv.indexOf(name);
+  if (at >= 0) return argv[at + 1];
+  const eq = argv.find((a) => a.startsWith(`${name}=`));
+  return eq?.slice(name.length + 1);
+}
+
+export async function runCli(role: string, argv: string[]): Promise<number> {
+  if (role !== 'daemon') {
+    process.stderr.write(`ferry ${role}: not available in this build yet\n`);
+    return 2;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const verbose = argv.includes('--verbose');
+  const loaded = loadDaemonConfig(flag(argv, '--config'), process.env);
+  if (!loaded.ok) {
+    process.stderr.write(`ferry daemon: ${loaded.message}\n`);
+    return 2;
+  }
+  const config = loaded.config;
+  const logger = pino({
+    level: process.env.FERRY_LOG_LEVEL ?? 'info',
+    base: { service: 'ferry-daemon', app: config.app, pid: process.pid },
+  });
+  const policies = policyBookFromConfig(config.collections);
+  if (!policies.ok) {
+    process.stderr.write(`ferry daemon: ${policies.message}\n`);
+    return 2;
+  }
+  let bus: NatsConnection | undefined;
+  let upstream: NatsConnection | undefined;
+  let engine: SyncEngine | undefined;
+  try {
+    const auth = (c: { user?: string | undefined; pass?: string | undefined; token?: string | undefined }) => ({
+      ...(c.user === undefined ? {} : { user: c.user }),
+      ...(c.pass === undefined ? {} : { pass: c.pass }),
+      ...(c.token === undefined ? {} : { token: c.token }),
+    });
+    bus = await connect({
+      servers: config.bus.url,
+      name: `ferry-daemon-bus-${config.app}`,
+      maxReconnectAttempts: -1,
+      ...auth(config.bus),
+    });
+    upstream = await connect({
+      servers: config.upstream.url,
+      name: `ferry-daemon-upstream-${config.app}`,
+      maxReconnectAttempts: -1,
+      inboxPrefix: `_INBOX_${config.tenant}`,
+      ...auth(config.upstream),
+    });
+    engine = new SyncEngine({ config, policies: policies.book, bus, upstream, logger, newId: uuidv7 });
+    await engine.start();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`ferry daemon: ${message}\n`);
+    if (verbose && err instanceof Error && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+    await engine?.stop().catch(() => undefined);
+    await bus?.close().catch(() => undefined);
+    await upstream?.close().catch(() => undefined);
+    return 1;
+  }
+  logger.info({ clientId: engine.clientId, dataDir: config.dataDir }, 'daemon ready');
+  const running = engine;
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      void (async () => {
+        await running.stop();
+        await bus?.drain().catch(() => undefined);
+        await upstream?.drain().catch(() => undefined);
+        logger.info('daemon stopped');
+        resolve(0);
+      })();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

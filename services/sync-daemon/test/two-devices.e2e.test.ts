@@ -1,0 +1,200 @@
+// End to end with real processes: a nats-server per device bus plus one
+// upstream, the API process, and two daemon processes; the apps are plain NATS
+// clients that publish ChangeEvents and read state. The note-45 story:
+// both devices edit offline (API down), then converge on the same state.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busSubjects, type EntityState, type SyncEvent } from '@ferry/contracts';
+import {
+  FERRY_BIN,
+  ProcessGroup,
+  makeTempDir,
+  startNatsServer,
+  type NatsServerHandle,
+  type ServiceProcess,
+  type TempDir,
+} from '@ferry/testing';
+
+const subjects = busSubjects('notes');
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
+
+interface Device {
+  name: string;
+  bus: NatsServerHandle;
+  app: NatsConnection;
+  daemon: ServiceProcess;
+  states: EntityState[];
+  events: SyncEvent[];
+}
+
+let upstream: NatsServerHandle;
+let dir: TempDir;
+const procs = new ProcessGroup();
+let api: ServiceProcess;
+let devices: Device[] = [];
+
+function startApi(): ServiceProcess {
+  return procs.spawn({
+    name: 'api',
+    args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
+  });
+}
+
+async function startDevice(name: string): Promise<Device> {
+  const bus = await startNatsServer({ jetstream: true });
+  const configPath = join(dir.path, `${name}.json`);
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      app: 'notes',
+      tenant: 'acme',
+      bus: { url: bus.url },
+      upstream: { url: upstream.url },
+      dataDir: join(dir.path, name),
+      collections: { notes: { policy: 'lww' } },
+      retry: { initialMs: 20, maxMs: 200 },
+    }),
+  );
+  const daemon = procs.spawn({ name, args: [FERRY_BIN, 'daemon', '--config', configPath] });
+  await daemon.waitForLine(/daemon ready/, 20_000);
+  const app = await connect({ servers: bus.url });
+  const device: Device = { name, bus, app, daemon, states: [], events: [] };
+  app.subscribe(subjects.state, {
+    callback: (_e, m) => {
+      device.states.push(...dec<{ entities: EntityState[] }>(m.data).entities);
+    },
+  });
+  app.subscribe(subjects.events, {
+    callback: (_e, m) => {
+      device.events.push(dec<SyncEvent>(m.data));
+    },
+  });
+  await app.flush();
+  return device;
+}
+
+async function query(d: Device, id: string): Promise<EntityState | undefined> {
+  const reply = await d.app.request(subjects.query, enc({ collection: 'notes', id }), { timeout: 5000 });
+  return dec<{ entities: EntityState[] }>(reply.data).entities[0];
+}
+
+/** Polls a condition with a deadline: convergence spans processes, so there is no single event to await. */
+async function eventually(
+  what: string,
+  describe: (() => Promise<string>) | null,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${describe === null ? '' : `: ${await describe()}`}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  upstream = await startNatsServer();
+  dir = await makeTempDir('ferry-e2e-');
+  api = startApi();
+  await api.waitForLine(/api ready/, 20_000);
+  devices = [await startDevice('device-a'), await startDevice('device-b')];
+}, 90_000);
+
+afterAll(async () => {
+  for (const d of devices) await d.app.close().catch(() => undefined);
+  await procs.killAll();
+  for (const d of devices) await d.bus.stop();
+  await upstream?.stop();
+  await dir?.remove();
+});
+
+describe('two devices through the API', () => {
+  it('converge after offline edits on both (note 45), with conflicts reported', async () => {
+    const [a, b] = devices as [Device, Device];
+    // Shared starting point: note 45 and note 46 exist on both.
+    a.app.publish(
+      subjects.changes,
+      enc({ collection: 'notes', id: '45', op: 'create', fields: { title: '', body: '' } }),
+    );
+    a.app.publish(subjects.changes, enc({ collection: 'notes', id: '46', op: 'create', fields: { title: 'old' } }));
+    await eventually(
+      'B to see notes 45 and 46',
+      null,
+      async () => (await query(b, '46')) !== undefined && (await query(b, '45')) !== undefined,
+    );
+
+    // The API goes away: both devices are offline from the server's point of view.
+    await api.stop();
+    a.app.publish(
+      subjects.changes,
+      enc({ collection: 'notes', id: '45', op: 'update', fields: { title: 'Shopping' } }),
+    );
+    a.app.publish(subjects.changes, enc({ collection: 'notes', id: '46', op: 'delete' }));
+    const pendingOf = async (d: Device) =>
+      dec<{ pending: number }>((await d.app.request(subjects.status, enc({}))).data).pending;
+    // A's edits are captured (and stamped) before B makes its own: B's title is the later write.
+    await eventually('A to capture its edits', null, async () => (await pendingOf(a)) === 2);
+    b.app.publish(
+      subjects.changes,
+      enc({ collection: 'notes', id: '45', op: 'update', fields: { title: 'Groceries' } }),
+    );
+    b.app.publish(
+      subjects.changes,
+      enc({ collection: 'notes', id: '45', op: 'update', fields: { body: 'milk, eggs' } }),
+    );
+    b.app.publish(subjects.changes, enc({ collection: 'notes', id: '46', op: 'update', fields: { title: 'new' } }));
+    await eventually(
+      'both to report pending changes',
+      null,
+      async () => (await pendingOf(a)) === 2 && (await pendingOf(b)) === 3,
+    );
+    // Each app already sees its own edits.
+    expect((await query(a, '45'))?.fields.title).toBe('Shopping');
+    expect((await query(b, '45'))?.fields.title).toBe('Groceries');
+
+    api = startApi();
+    await api.waitForLine(/api ready/, 20_000);
+    const describeState = async () =>
+      JSON.stringify({
+        a: [await query(a, '45'), await query(a, '46')],
+        b: [await query(b, '45'), await query(b, '46')],
+        statusA: dec((await a.app.request(subjects.status, enc({}))).data),
+        statusB: dec((await b.app.request(subjects.status, enc({}))).data),
+        aLog: a.daemon.tail(8),
+        bLog: b.daemon.tail(8),
+      });
+    await eventually('both devices to converge', describeState, async () => {
+      const [a45, b45, a46, b46] = await Promise.all([query(a, '45'), query(b, '45'), query(a, '46'), query(b, '46')]);
+      return (
+        JSON.stringify(a45) === JSON.stringify(b45) &&
+        JSON.stringify(a46) === JSON.stringify(b46) &&
+        a45?.version === 4 &&
+        a46?.deleted === true
+      );
+    });
+    const note45 = await query(a, '45');
+    // B's title edit was made after A's (later hlc), and B's body edit is kept (field-level merge).
+    expect(note45?.fields).toEqual({ title: 'Groceries', body: 'milk, eggs' });
+    expect(await query(b, '46')).toMatchObject({ deleted: true, fields: {} });
+
+    // The conflict over the title is reported with both values.
+    const conflicts = [...a.events, ...b.events].filter((e) => e.type === 'conflict');
+    const title = conflicts.find((e) => e.type === 'conflict' && e.conflict.field === 'title');
+    expect(title).toBeDefined();
+    if (title?.type === 'conflict') {
+      expect(new Set([title.conflict.winner?.value, title.conflict.loser.value])).toEqual(
+        new Set(['Groceries', 'Shopping']),
+      );
+      expect(title.conflict.resolution).toBe('lww');
+    }
+    // And the delete beat B's update of note 46.
+    expect(conflicts.some((e) => e.type === 'conflict' && e.conflict.resolution === 'delete-wins')).toBe(true);
+    // Each app received state for note 45 after reconnecting, never for an unrelated entity.
+    expect(new Set([...a.states, ...b.states].map((s) => s.id))).toEqual(new Set(['45', '46']));
+  }, 90_000);
+});
