@@ -4,6 +4,7 @@
 // both devices edit offline (API down), then converge on the same state.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busSubjects, type EntityState, type SyncEvent } from '@ferry/contracts';
@@ -170,12 +171,7 @@ describe('two devices through the API', () => {
       });
     await eventually('both devices to converge', describeState, async () => {
       const [a45, b45, a46, b46] = await Promise.all([query(a, '45'), query(b, '45'), query(a, '46'), query(b, '46')]);
-      return (
-        JSON.stringify(a45) === JSON.stringify(b45) &&
-        JSON.stringify(a46) === JSON.stringify(b46) &&
-        a45?.version === 4 &&
-        a46?.deleted === true
-      );
+      return isDeepStrictEqual(a45, b45) && isDeepStrictEqual(a46, b46) && a45?.version === 4 && a46?.deleted === true;
     });
     const note45 = await query(a, '45');
     // B's title edit was made after A's (later hlc), and B's body edit is kept (field-level merge).

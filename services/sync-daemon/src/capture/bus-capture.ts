@@ -87,7 +87,8 @@ export class BusCapture {
         durable_name: durable,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: 30_000_000_000, // ns
+        // After a crash, unacked changes come back this soon (the WAL append takes milliseconds).
+        ack_wait: 5_000_000_000, // ns
         max_ack_pending: 20_000,
       });
     }
