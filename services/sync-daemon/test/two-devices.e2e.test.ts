@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busSubjects, type EntityState, type SyncEvent } from '@ferry/contracts';
@@ -24,6 +25,7 @@ const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 
 interface Device {
   name: string;
+  configPath: string;
   bus: NatsServerHandle;
   app: NatsConnection;
   daemon: ServiceProcess;
@@ -62,7 +64,7 @@ async function startDevice(name: string): Promise<Device> {
   const daemon = procs.spawn({ name, args: [FERRY_BIN, 'daemon', '--config', configPath] });
   await daemon.waitForLine(/daemon ready/, 20_000);
   const app = await connect({ servers: bus.url });
-  const device: Device = { name, bus, app, daemon, states: [], events: [] };
+  const device: Device = { name, configPath, bus, app, daemon, states: [], events: [] };
   app.subscribe(subjects.state, {
     callback: (_e, m) => {
       device.states.push(...dec<{ entities: EntityState[] }>(m.data).entities);
@@ -192,5 +194,53 @@ describe('two devices through the API', () => {
     expect(conflicts.some((e) => e.type === 'conflict' && e.conflict.resolution === 'delete-wins')).toBe(true);
     // Each app received state for note 45 after reconnecting, never for an unrelated entity.
     expect(new Set([...a.states, ...b.states].map((s) => s.id))).toEqual(new Set(['45', '46']));
+  }, 90_000);
+
+  it('queue while the upstream NATS server is down, report offline and pending, then flow without a manual step', async () => {
+    const [a, b] = devices as [Device, Device];
+    const statusOf = async (d: Device) =>
+      dec<{ online: boolean; pending: number }>((await d.app.request(subjects.status, enc({}))).data);
+    await upstream.kill();
+    for (let i = 0; i < 10; i++) {
+      a.app.publish(subjects.changes, enc({ collection: 'notes', id: `q${i}`, op: 'create', fields: { n: i } }));
+    }
+    await eventually('A to report offline with 10 pending', null, async () => {
+      const s = await statusOf(a);
+      return !s.online && s.pending === 10;
+    });
+    expect(a.events.some((e) => e.type === 'offline')).toBe(true);
+    await upstream.restart();
+    await eventually(
+      'B to receive all 10 and A to drain',
+      null,
+      async () => {
+        const s = await statusOf(a);
+        const onB = await Promise.all(Array.from({ length: 10 }, (_, i) => query(b, `q${i}`)));
+        return s.online && s.pending === 0 && onB.every((e, i) => e?.fields.n === i);
+      },
+      30_000,
+    );
+    expect(a.events.some((e) => e.type === 'online')).toBe(true);
+  }, 90_000);
+
+  it('changes published while the daemon is stopped all reach the other device after it starts', async () => {
+    const [a, b] = devices as [Device, Device];
+    const exit = await a.daemon.stop();
+    expect(exit.code).toBe(0); // SIGTERM drains and exits cleanly
+    const js = jetstream(a.app);
+    for (let i = 0; i < 20; i++) {
+      // A JetStream publish: the stream acknowledges durable capture with no daemon running.
+      const ack = await js.publish(
+        subjects.changes,
+        enc({ collection: 'notes', id: `off${i}`, op: 'create', fields: { i } }),
+      );
+      expect(ack.seq).toBeGreaterThan(0);
+    }
+    a.daemon = procs.spawn({ name: a.name, args: [FERRY_BIN, 'daemon', '--config', a.configPath] });
+    await a.daemon.waitForLine(/daemon ready/, 20_000);
+    await eventually('B to receive all 20', null, async () => {
+      const onB = await Promise.all(Array.from({ length: 20 }, (_, i) => query(b, `off${i}`)));
+      return onB.every((e, i) => e?.fields.i === i);
+    });
   }, 90_000);
 });

@@ -142,6 +142,7 @@ export class SyncEngine {
     await this.#capture.start();
     this.#uploader.start();
     this.#downloader.start();
+    void this.#watchUpstream();
     this.#o.logger.info(
       { clientId: this.clientId, pending: this.wal.pendingCount(), cursor: this.reconciler.cursor },
       'sync engine started',
@@ -154,6 +155,17 @@ export class SyncEngine {
     await this.#capture.stop();
     this.#publisher.stop();
     this.wal.close();
+  }
+
+  /** Follows the upstream link: offline at once on a disconnect, resume at once on reconnect. */
+  async #watchUpstream(): Promise<void> {
+    for await (const s of this.#o.upstream.status()) {
+      if (s.type === 'disconnect') this.#setOnline(false, 'upstream connection lost');
+      else if (s.type === 'reconnect') {
+        this.#uploader.poke();
+        this.#downloader.poke();
+      }
+    }
   }
 
   status(): StatusReply {
