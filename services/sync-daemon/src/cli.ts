@@ -15,7 +15,8 @@ const HELP = `usage: ferry daemon --config FILE [--verbose]
 Runs the sync sidecar for one app: captures changes from the local bus,
 keeps them in a WAL under dataDir, syncs them with the API, and publishes
 reconciled state back on the bus. Environment: FERRY_CONFIG, FERRY_DATA_DIR,
-FERRY_BUS_URL, FERRY_UPSTREAM_URL, FERRY_LOG_LEVEL.`;
+FERRY_BUS_URL, FERRY_UPSTREAM_URL, FERRY_LOG_LEVEL, FERRY_CLOCK_SKEW_MS
+(diagnostics: pretend the wall clock is off by this many ms).`;
 
 function flag(argv: readonly string[], name: string): string | undefined {
   const at = argv.indexOf(name);
@@ -71,7 +72,10 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
       inboxPrefix: `_INBOX_${config.tenant}`,
       ...auth(config.upstream),
     });
-    engine = new SyncEngine({ config, policies: policies.book, bus, upstream, logger, newId: uuidv7 });
+    // Diagnostic knob: run as if the wall clock were off by this much (tests of HLC behaviour).
+    const skewMs = Number(process.env.FERRY_CLOCK_SKEW_MS ?? '0');
+    const now = Number.isFinite(skewMs) && skewMs !== 0 ? () => Date.now() + skewMs : Date.now;
+    engine = new SyncEngine({ config, policies: policies.book, bus, upstream, logger, newId: uuidv7, now });
     await engine.start();
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

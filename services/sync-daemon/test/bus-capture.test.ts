@@ -49,7 +49,8 @@ function until(pred: (e: SyncEvent[]) => boolean): Promise<void> {
 const count = (type: SyncEvent['type']) => (e: SyncEvent[]) => e.filter((x) => x.type === type).length;
 
 beforeEach(async () => {
-  server = await startNatsServer({ jetstream: true });
+  // A bus that lets a 5 MB message through, so the daemon (not the server) has to refuse it.
+  server = await startNatsServer({ jetstream: true, config: 'max_payload: 8388608' });
   dir = await makeTempDir('ferry-capture-');
   nc = await connect({ servers: server.url });
   wal = WalStore.open(`${dir.path}/wal.db`, { newId: uuidv7, now: Date.now });
@@ -121,8 +122,12 @@ describe('bus capture', () => {
     nc.publish(subjects.changes, enc({ collection: 'notes', id: 7, op: 'create' }));
     nc.publish(subjects.changes, enc({ collection: 'no.dots', id: '1', op: 'create' }));
     nc.publish(subjects.changes, enc({ collection: 'notes', id: 'big', op: 'create', fields }));
+    nc.publish(
+      subjects.changes,
+      enc({ collection: 'notes', id: 'huge', op: 'create', fields: { blob: 'x'.repeat(5 * 1024 * 1024) } }),
+    );
     nc.publish(subjects.changes, enc({ collection: 'notes', id: 'ok-2', op: 'create' }));
-    await until((e) => count('dead-lettered')(e) === 4 && count('capture')(e) === 2);
+    await until((e) => count('dead-lettered')(e) === 5 && count('capture')(e) === 2);
     const reasons = events
       .filter((e) => e.type === 'dead-lettered')
       .map((e) => (e.type === 'dead-lettered' ? `${e.code} ${e.reason}` : ''));
@@ -131,8 +136,9 @@ describe('bus capture', () => {
       expect.stringMatching(/^invalid changes: id: /),
       expect.stringMatching(/^invalid changes: collection: must match/),
       expect.stringMatching(/^too_large changes: (fields: 10000 fields|\(root\): \d+ bytes)/),
+      expect.stringMatching(/^too_large changes: \(root\): 52429\d\d bytes, the limit is 524288$/),
     ]);
-    expect(wal.deadLetterCount()).toBe(4);
+    expect(wal.deadLetterCount()).toBe(5);
     expect(wal.readPending(0, 10).map((a) => a.entityId)).toEqual(['ok-1', 'ok-2']);
     await c.stop();
   });

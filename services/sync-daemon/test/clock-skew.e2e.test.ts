@@ -1,0 +1,97 @@
+// A device whose wall clock is one hour behind: after it has seen another
+// device's edit, its own later edit still wins (HLC receive), and its pushes
+// reach everyone. Real nats-servers, API process, daemon processes.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busSubjects, type EntityState } from '@ferry/contracts';
+import {
+  FERRY_BIN,
+  ProcessGroup,
+  makeTempDir,
+  startNatsServer,
+  type NatsServerHandle,
+  type TempDir,
+} from '@ferry/testing';
+
+const subjects = busSubjects('notes');
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
+
+let upstream: NatsServerHandle;
+let dir: TempDir;
+const procs = new ProcessGroup();
+const buses: NatsServerHandle[] = [];
+const apps: NatsConnection[] = [];
+
+async function device(name: string, skewMs: number): Promise<NatsConnection> {
+  const bus = await startNatsServer({ jetstream: true });
+  buses.push(bus);
+  const configPath = join(dir.path, `${name}.json`);
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      app: 'notes',
+      tenant: 'acme',
+      bus: { url: bus.url },
+      upstream: { url: upstream.url },
+      dataDir: join(dir.path, name),
+    }),
+  );
+  const daemon = procs.spawn({
+    name,
+    args: [FERRY_BIN, 'daemon', '--config', configPath],
+    env: { FERRY_CLOCK_SKEW_MS: String(skewMs) },
+  });
+  await daemon.waitForLine(/daemon ready/, 20_000);
+  const app = await connect({ servers: bus.url });
+  apps.push(app);
+  return app;
+}
+
+async function title(app: NatsConnection): Promise<unknown> {
+  const reply = await app.request(subjects.query, enc({ collection: 'notes', id: '7' }), { timeout: 5000 });
+  return dec<{ entities: EntityState[] }>(reply.data).entities[0]?.fields.title;
+}
+
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  upstream = await startNatsServer();
+  dir = await makeTempDir('ferry-skew-');
+  const api = procs.spawn({
+    name: 'api',
+    args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
+  });
+  await api.waitForLine(/api ready/, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const app of apps) await app.close().catch(() => undefined);
+  await procs.killAll();
+  for (const bus of buses) await bus.stop();
+  await upstream?.stop();
+  await dir?.remove();
+});
+
+describe('a device one hour behind', () => {
+  it('has its later edit win where causality says so, and its pushes reach everyone', async () => {
+    const onTime = await device('on-time', 0);
+    const behind = await device('behind', -3_600_000);
+    onTime.publish(subjects.changes, enc({ collection: 'notes', id: '7', op: 'create', fields: { title: 'first' } }));
+    await eventually('the slow device to see the note', async () => (await title(behind)) === 'first');
+    // Made after seeing "first", so it must win, although its wall clock says an hour earlier.
+    behind.publish(subjects.changes, enc({ collection: 'notes', id: '7', op: 'update', fields: { title: 'second' } }));
+    await eventually(
+      'both devices to hold the slow device\u2019s edit',
+      async () => (await title(onTime)) === 'second' && (await title(behind)) === 'second',
+    );
+  }, 60_000);
+});
