@@ -93,5 +93,6 @@ describe('a device one hour behind', () => {
       'both devices to hold the slow device\u2019s edit',
       async () => (await title(onTime)) === 'second' && (await title(behind)) === 'second',
     );
+    expect([await title(onTime), await title(behind)]).toEqual(['second', 'second']);
   }, 60_000);
 });
