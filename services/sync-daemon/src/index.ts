@@ -1,1 +1,14 @@
-export {};
+/**
+ * @ferry/sync-daemon: the sync sidecar. `SyncEngine` runs the whole pipeline
+ * in-process with injected connections (embedding); `ferry daemon` runs it as
+ * a process (see ./cli). The parts are exported for tests and embedders.
+ */
+export { SyncEngine, type SyncEngineOptions } from './engine/sync-engine.js';
+export { WalStore, type WalStoreOptions, type AppendResult, type DeadLetter } from './wal/wal-store.js';
+export { Reconciler, type Reconciled, type ReconcilerOptions } from './reconcile/reconciler.js';
+export { BusCapture, type BusCaptureOptions } from './capture/bus-capture.js';
+export { validateChange, DEFAULT_CHANGE_LIMITS, type ChangeLimits } from './capture/validate-change.js';
+export { Uploader, type UploaderOptions } from './upload/uploader.js';
+export { Downloader, type DownloaderOptions } from './download/downloader.js';
+export { BusPublisher, type BusPublisherOptions } from './publish/bus-publisher.js';
+export { loadDaemonConfig } from './config/load-config.js';
