@@ -1,6 +1,7 @@
 // The ApiStore conformance suite: every store implementation runs it against
 // itself (see sqlite-store.test.ts). Idempotency, gap-free seq, atomic
-// batches, reject-stale, incremental records, snapshot paging, retention.
+// batches, reject-stale, incremental records (also across checkpoints and
+// reopening), snapshot paging, retention.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ErrorCode,
@@ -19,7 +20,11 @@ import { simClient, type SimClient } from './support/actions.js';
 
 export interface StoreFixture {
   readonly store: ApiStore;
-  /** Closes the store and opens it again on the same data. */
+  /**
+   * Closes the store and opens it again on the same data. A fixture may close
+   * as a crash would (records folded in memory but never checkpointed), so
+   * that reopening must recover them from the log.
+   */
   reopen(): Promise<ApiStore>;
   dispose(): Promise<void>;
 }
@@ -49,6 +54,55 @@ async function allRecords(store: ApiStore, tenant: TenantId, limit = 1000): Prom
     if (!page.more) return out;
     after = page.after;
   }
+}
+
+/** Every record equals the replay oracle over `log`, and carries the highest seq of its entity's actions. */
+async function expectRecordsReplay(store: ApiStore, tenant: TenantId, log: readonly StoredAction[]): Promise<void> {
+  const records = await allRecords(store, tenant, 7);
+  const viewed = new Map<string, EntityState>();
+  for (const r of records) {
+    const v = viewRecord(recordFromJson(r));
+    if (v !== null) viewed.set(entityKey(v.collection, v.id), v);
+  }
+  expect(Object.fromEntries(viewed)).toEqual(Object.fromEntries(reconcile([], log)));
+  const maxSeq = new Map<string, number>();
+  for (const a of log) maxSeq.set(entityKey(a.collection, a.entityId), a.seq);
+  expect(new Map(records.map((r) => [entityKey(r.collection, r.id), r.seq]))).toEqual(maxSeq);
+}
+
+/**
+ * Batches from three note clients and one reject-stale client, over a few hot
+ * entities (many updates to coalesce), with deletes and some stale rejections.
+ * Returns the accepted actions with their seqs.
+ */
+async function pushMixed(store: ApiStore, tenant: TenantId, round: number): Promise<StoredAction[]> {
+  const notes = [simClient(), simClient(), simClient()];
+  const acc = simClient({ collection: 'accounts' });
+  const accepted: StoredAction[] = [];
+  const keep = (batch: Action[], results: { status: string; seq?: number | undefined }[]) =>
+    results.forEach((r, i) => {
+      if (r.status === 'accepted') accepted.push({ ...(batch[i] as Action), seq: r.seq as number });
+    });
+  for (let b = 0; b < 6; b++) {
+    for (const [k, c] of notes.entries()) {
+      const batch = Array.from({ length: 3 + ((b + k) % 5) }, (_, i) => {
+        const id = `r${round}-n${(b * 3 + i + k) % 6}`;
+        if ((b + i + k) % 9 === 8) return c.remove(id);
+        return i % 2 === 0 ? c.create(id, { [`f${i % 3}`]: b, by: k }) : c.update(id, { title: `b${b}i${i}` });
+      });
+      keep(batch, (await pushOk(store, tenant, c, batch)).results);
+    }
+    // Versions only move with accepted actions: alternate a matching and a stale baseVersion.
+    const version = accepted.filter((a) => a.collection === 'accounts').length;
+    const batch = [
+      b === 0
+        ? acc.create(`r${round}-acc`, { balance: 0 })
+        : acc.update(`r${round}-acc`, { balance: b }, { baseVersion: version }),
+      acc.update(`r${round}-acc`, { balance: -1 }, { baseVersion: 0 }),
+    ];
+    keep(batch, (await pushOk(store, tenant, acc, batch)).results);
+  }
+  return accepted;
 }
 
 async function pushOk(store: ApiStore, tenant: TenantId, client: SimClient, actions: Action[], now = NOW) {
@@ -233,6 +287,64 @@ export function describeStoreConformance(name: string, factory: StoreFactory): v
         const maxSeq = new Map<string, number>();
         all.forEach((a, i) => maxSeq.set(a.entityId, i + 1));
         for (const r of records) expect(r.seq).toBe(maxSeq.get(r.id));
+      });
+    });
+
+    describe('write-behind records', () => {
+      it('equal the replay of the log after pushes, after a checkpoint and after reopening (with a tail to recover)', async () => {
+        const log = await pushMixed(store, T, 1);
+        // Reopened straight after the pushes: whatever was only in memory must come back from the log.
+        store = await fx.reopen();
+        await expectRecordsReplay(store, T, log);
+        log.push(...(await pushMixed(store, T, 2)));
+        await expectRecordsReplay(store, T, log);
+        await store.checkpoint();
+        await expectRecordsReplay(store, T, log);
+        // A tail on top of checkpointed records, touching the same hot entities again.
+        log.push(...(await pushMixed(store, T, 2)));
+        store = await fx.reopen();
+        await expectRecordsReplay(store, T, log);
+        expect(log.map((a) => a.seq)).toEqual(Array.from({ length: log.length }, (_, i) => i + 1));
+        // And the reopened store goes on folding from there.
+        log.push(...(await pushMixed(store, T, 3)));
+        await expectRecordsReplay(store, T, log);
+      });
+
+      it('a snapshot right after a push sees every acknowledged action', async () => {
+        const c = simClient();
+        await pushOk(store, T, c, [c.create('a', { v: 1 }), c.create('b', { v: 1 })]);
+        await store.checkpoint();
+        const out = await pushOk(store, T, c, [c.update('a', { v: 2 }), c.remove('b'), c.create('c', { v: 3 })]);
+        const records = new Map<string, EntityRecord>(
+          (await store.snapshot(T, { after: null, limit: 10, maxBytes: BIG })).records.map((json) => {
+            const r = entityRecordSchema.parse(JSON.parse(json));
+            return [r.id, r];
+          }),
+        );
+        expect(records.get('a')).toMatchObject({ seq: 3, version: 2, fields: { v: { value: 2 } } });
+        expect(records.get('b')?.deleted).not.toBeNull();
+        expect(records.get('c')).toMatchObject({ seq: out.headSeq, version: 1 });
+        expect(await store.stats(T)).toMatchObject({ headSeq: 5, entities: 3 });
+      });
+
+      it('retention never purges log entries the records are not checkpointed through', async () => {
+        const c = simClient();
+        const reader = simClient();
+        const log: StoredAction[] = [];
+        const push = async (batch: Action[]) => {
+          const out = await pushOk(store, T, c, batch);
+          batch.forEach((a, i) => log.push({ ...a, seq: out.results[i]?.seq as number }));
+        };
+        await push([c.create('a', { v: 1 }), c.create('b', { v: 1 })]);
+        await store.checkpoint();
+        await push([c.update('a', { v: 2 }), c.update('b', { v: 2 }), c.create('c', {})]); // only in memory
+        await pullAll(store, T, 5, { clientId: reader.clientId });
+        expect((await store.purge({ now: NOW, windowMs: DAY })).actions).toBe(5);
+        expect((await pullAll(store, T, 4)).resetRequired).toBe(true); // purged through 5 (pull never checkpoints)
+        // The purged actions were in the records before their log entries went.
+        await push([c.update('c', { v: 3 })]);
+        store = await fx.reopen();
+        await expectRecordsReplay(store, T, log);
       });
     });
 

@@ -63,7 +63,11 @@ export class ApiApp {
 
     mkdirSync(config.dataDir, { recursive: true });
     const path = join(config.dataDir, STORE_FILE);
-    const store = SqliteStore.open({ path, policies: policies.policies });
+    const store = SqliteStore.open({
+      path,
+      policies: policies.policies,
+      logger: this.#logger.child({ component: 'store' }),
+    });
     this.#store = store;
     this.#logger.info({ path }, 'store open');
 
@@ -115,7 +119,12 @@ export class ApiApp {
         this.#logger.warn({ err }, 'nats drain failed');
       }
     }
-    await this.#store?.close();
+    try {
+      // Checkpoints the write-behind records; if that fails, the next open recovers them from the log.
+      await this.#store?.close();
+    } catch (err) {
+      this.#logger.error({ err }, 'store close failed; records will be recovered from the log on the next start');
+    }
     this.#logger.info('api stopped');
   }
 

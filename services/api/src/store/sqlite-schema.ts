@@ -1,17 +1,20 @@
 /**
  * DDL of the SQLite store and the pragmas it runs under. Tenants and clients
- * are mapped to integer ids so the log's indexes stay small.
+ * are mapped to integer ids so the log's indexes stay small. Version 2 added
+ * the records checkpoint watermark (`tenants.records_through`).
  */
 import type { Database } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tenants (
   id             INTEGER PRIMARY KEY,
   name           TEXT NOT NULL UNIQUE,
   head_seq       INTEGER NOT NULL DEFAULT 0,
-  purged_through INTEGER NOT NULL DEFAULT 0
+  purged_through INTEGER NOT NULL DEFAULT 0,
+  -- Every entities row holds all of this tenant's actions with seq <= this (write-behind watermark).
+  records_through INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS clients (
   id              INTEGER PRIMARY KEY,
@@ -67,6 +70,13 @@ export function openSchema(db: Database): void {
   if (version > SCHEMA_VERSION) {
     throw new Error(`store schema version ${version} is newer than this build understands (${SCHEMA_VERSION})`);
   }
-  db.exec(DDL);
-  if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  db.transaction(() => {
+    if (version === 1) {
+      // Version 1 wrote records inside each push, so its records are complete through the head.
+      db.exec('ALTER TABLE tenants ADD COLUMN records_through INTEGER NOT NULL DEFAULT 0');
+      db.exec('UPDATE tenants SET records_through = head_seq');
+    }
+    db.exec(DDL);
+    if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
 }

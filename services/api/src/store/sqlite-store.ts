@@ -1,11 +1,13 @@
 /**
  * The embedded ApiStore on better-sqlite3: one IMMEDIATE transaction per push
- * batch, prepared statements reused, entity records folded incrementally with
- * libs/domain (never by replaying the log). It must never hold a transaction
- * open across an await: every method runs to completion synchronously.
+ * batch for the log; entity records folded incrementally in memory with
+ * libs/domain and written behind by checkpoints (with a per-tenant watermark),
+ * recovered on open by folding the log tail above the watermark. It must never
+ * hold a transaction open across an await: every method runs synchronously.
  */
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
+import { pino, type Logger } from 'pino';
 import {
   ErrorCode,
   FerryError,
@@ -22,13 +24,16 @@ import {
   emptyRecord,
   PolicyBook,
   recordFromJson,
+  cloneRecord,
   recordToJson,
   viewRecord,
+  type CollectionPolicy,
   type EntityRec,
 } from '@ferry/domain';
 import { classifyClientSeq, clientSeqGapError, clientSeqReusedReason } from './push-rules.js';
 import { openSchema } from './sqlite-schema.js';
 import { RecordCache } from './record-cache.js';
+import { CheckpointSchedule } from './checkpoint-schedule.js';
 import type {
   ApiStore,
   EntityRecordJson,
@@ -51,8 +56,21 @@ export interface SqliteStoreOptions {
   readonly policies?: PolicyBook;
   /** Log rows deleted per purge transaction, so a purge never stalls pushes for long. */
   readonly purgeChunk?: number;
-  /** Committed entity records kept in memory (LRU); 0 disables the cache. */
+  /** Clean entity records kept in memory (LRU); 0 keeps none. Dirty records are never evicted. */
   readonly recordCacheSize?: number;
+  /** Checkpoint once this many records are dirty (bounds memory). Default 50,000. */
+  readonly checkpointMaxDirty?: number;
+  /** Checkpoint once this many actions were folded since the last one (bounds recovery). Default 200,000. */
+  readonly checkpointMaxActions?: number;
+  /** Checkpoint at most this long after the first change since the last one. Default 1,000 ms. */
+  readonly checkpointIntervalMs?: number;
+  /**
+   * false: checkpoint only when correctness needs it (snapshot, stats, purge,
+   * `checkpoint()`), and not on close, so a close behaves like a crash. For tests.
+   */
+  readonly autoCheckpoint?: boolean;
+  /** Checkpoint and recovery logs; silent when absent. */
+  readonly logger?: Logger;
 }
 
 /** A cursor write is skipped when nothing changed and the last one is this recent. */
@@ -67,9 +85,27 @@ interface ClientRow {
   id: number;
   high_client_seq: number;
 }
-interface LoadedRecord {
-  rec: EntityRec;
-  dirty: boolean;
+interface TenantWatermarkRow extends TenantRow {
+  records_through: number;
+}
+/** An accepted lww action, folded into its record once the push committed. */
+interface PendingFold {
+  readonly rec: EntityRec;
+  readonly action: Action;
+  readonly policy: CollectionPolicy;
+}
+/** What one push transaction leaves to do after its commit. */
+interface PushWork {
+  /**
+   * Every record the push touched, read inside its transaction (one read
+   * snapshot instead of one per lookup). reject-stale ones are working copies
+   * folded in the transaction, so a rollback leaves the held records untouched;
+   * lww ones are the held records, folded only after the commit.
+   */
+  readonly records: Map<string, EntityRec>;
+  readonly folds: PendingFold[];
+  /** Keys of the records an accepted action changes: dirty after the commit. */
+  readonly changed: Set<string>;
 }
 
 type Stmt<P extends unknown[], R = unknown> = Statement<P, R>;
@@ -83,8 +119,15 @@ export class SqliteStore implements ApiStore {
   /** Last cursor written per (tenant id, client id), to skip redundant writes. */
   readonly #cursors = new Map<string, { cursor: number; at: number }>();
   readonly #s: ReturnType<typeof prepareStatements>;
-  readonly #pushTx: (tenantId: number, input: PushInput) => PushOutcome;
+  readonly #pushTx: (tenantId: number, input: PushInput, work: PushWork) => PushOutcome;
   readonly #cache: RecordCache;
+  readonly #logger: Logger;
+  readonly #autoCheckpoint: boolean;
+  readonly #schedule: CheckpointSchedule;
+  /** Tenant id → head seq its in-memory records are folded through, for tenants whose watermark lags it. */
+  readonly #behind = new Map<number, number>();
+  /** Tenants whose records a failed recovery left incomplete: recovered again before their next push. */
+  readonly #unrecovered = new Set<number>();
 
   private constructor(db: Database.Database, options: SqliteStoreOptions) {
     this.#db = db;
@@ -92,30 +135,30 @@ export class SqliteStore implements ApiStore {
     this.#purgeChunk = options.purgeChunk ?? 10_000;
     this.#s = prepareStatements(db);
     this.#cache = new RecordCache(options.recordCacheSize ?? 20_000);
-    const tx = db.transaction((tenantId: number, input: PushInput, records: Map<string, LoadedRecord>) =>
-      this.#pushInTx(tenantId, input, records),
+    this.#logger = options.logger ?? pino({ level: 'silent' });
+    this.#autoCheckpoint = options.autoCheckpoint ?? true;
+    this.#schedule = new CheckpointSchedule({
+      maxDirty: options.checkpointMaxDirty ?? 50_000,
+      maxActions: options.checkpointMaxActions ?? 200_000,
+      intervalMs: options.checkpointIntervalMs ?? 1000,
+      run: () => this.#backgroundCheckpoint(),
+    });
+    if (!this.#autoCheckpoint) this.#schedule.stop();
+    const tx = db.transaction((tenantId: number, input: PushInput, work: PushWork) =>
+      this.#pushInTx(tenantId, input, work),
     );
-    this.#pushTx = (tenantId, input) => {
-      const records = new Map<string, LoadedRecord>();
-      let outcome: PushOutcome;
-      try {
-        // IMMEDIATE takes the write lock up front, so two processes on one file serialise cleanly.
-        outcome = tx.immediate(tenantId, input, records);
-      } catch (err) {
-        // Rolled back: records mutated in place no longer match the database.
-        for (const key of records.keys()) this.#cache.delete(key);
-        throw err;
-      }
-      for (const [key, loaded] of records) this.#cache.set(key, loaded.rec);
-      return outcome;
-    };
+    // IMMEDIATE takes the write lock up front, so two processes on one file serialise cleanly.
+    this.#pushTx = (tenantId, input, work) => tx.immediate(tenantId, input, work);
   }
 
+  /** Opens the file and recovers records the last run folded but did not checkpoint. */
   static open(options: SqliteStoreOptions): SqliteStore {
     const db = new Database(options.path);
     try {
       openSchema(db);
-      return new SqliteStore(db, options);
+      const store = new SqliteStore(db, options);
+      store.#recover();
+      return store;
     } catch (err) {
       db.close();
       throw err;
@@ -123,7 +166,12 @@ export class SqliteStore implements ApiStore {
   }
 
   push(tenant: TenantId, input: PushInput): Promise<PushOutcome> {
-    return this.#guard(() => this.#pushTx(this.#ensureTenant(tenant), input));
+    return this.#guard(() => this.#push(this.#ensureTenant(tenant), input));
+  }
+
+  /** Writes every dirty record and the watermarks in one transaction. */
+  checkpoint(): Promise<void> {
+    return this.#guard(() => this.#checkpoint());
   }
 
   pull(tenant: TenantId, input: PullInput): Promise<PullPage> {
@@ -140,6 +188,7 @@ export class SqliteStore implements ApiStore {
 
   stats(tenant: TenantId): Promise<TenantStats> {
     return this.#guard(() => {
+      this.#checkpoint(); // the entity count is read from the table
       const row = this.#s.tenantByName.get(tenant);
       if (row === undefined) return { headSeq: 0, purgedThrough: 0, actions: 0, entities: 0 };
       return {
@@ -151,9 +200,17 @@ export class SqliteStore implements ApiStore {
     });
   }
 
+  /** Checkpoints (unless autoCheckpoint is off) and closes; SIGTERM ends here through ApiApp.stop(). */
   close(): Promise<void> {
-    if (this.#db.open) this.#db.close();
-    return Promise.resolve();
+    this.#schedule.stop();
+    if (!this.#db.open) return Promise.resolve();
+    return this.#guard(() => {
+      try {
+        if (this.#autoCheckpoint) this.#checkpoint();
+      } finally {
+        this.#db.close();
+      }
+    });
   }
 
   /** Runs a synchronous store operation; storage trouble becomes `unavailable` (retryable). */
@@ -174,8 +231,33 @@ export class SqliteStore implements ApiStore {
     return row.id;
   }
 
+  #push(tenantId: number, input: PushInput): PushOutcome {
+    if (this.#unrecovered.has(tenantId)) this.#recoverTenant(tenantId);
+    const work: PushWork = { records: new Map(), folds: [], changed: new Set() };
+    // A throw here rolled the batch back; the working copies and pending folds are simply dropped.
+    const outcome = this.#pushTx(tenantId, input, work);
+    if (outcome.stored > 0) {
+      try {
+        this.#foldCommitted(tenantId, work);
+      } catch (err) {
+        // Committed, but the records went wrong: re-derive them from the table and the log.
+        this.#logger.error({ err, tenantId }, 'folding a committed push failed; recovering the tenant records');
+        this.#recoverTenant(tenantId);
+      }
+      this.#behind.set(tenantId, outcome.headSeq);
+      this.#schedule.noteFolded(outcome.stored, this.#cache.dirtySize);
+    }
+    return outcome;
+  }
+
+  #foldCommitted(tenantId: number, work: PushWork): void {
+    for (const { rec, action, policy } of work.folds) applyAction(rec, action, policy);
+    // reject-stale copies replace the held records; lww records were folded in place.
+    for (const key of work.changed) this.#cache.setDirty(key, tenantId, work.records.get(key) as EntityRec);
+  }
+
   /** The body of the push transaction; throwing rolls the whole batch back. */
-  #pushInTx(tenantId: number, input: PushInput, records: Map<string, LoadedRecord>): PushOutcome {
+  #pushInTx(tenantId: number, input: PushInput, work: PushWork): PushOutcome {
     const s = this.#s;
     let head = (s.tenantById.get(tenantId) as TenantRow).head_seq;
     let client = s.clientByKey.get(tenantId, input.clientId);
@@ -192,47 +274,48 @@ export class SqliteStore implements ApiStore {
       const kind = classifyClientSeq(high, action.clientSeq);
       if (kind === 'gap') throw clientSeqGapError(i, action, high);
       if (kind === 'seen') {
-        results.push(this.#settledBefore(tenantId, client.id, action, records));
+        results.push(this.#settledBefore(tenantId, client.id, action, work));
         continue;
       }
       high = action.clientSeq;
-      const loaded = this.#loadRecord(records, tenantId, action.collection, action.entityId);
       const policy = this.#policies.for(action.collection);
+      const key = recordKey(tenantId, action.collection, action.entityId);
+      let working: EntityRec | null = null;
       if (policy.kind === 'reject-stale') {
-        const check = checkBaseVersion(loaded.rec, action, viewRecord);
+        // The stale check must see this batch's earlier actions, so these records fold inside the transaction.
+        working = this.#touchRecord(work, key, tenantId, action, true);
+        const check = checkBaseVersion(working, action, viewRecord);
         if (!check.ok) {
           s.insertRejection.run(tenantId, client.id, action.clientSeq, action.id, check.reason, input.now);
           results.push({ id: action.id, status: PushStatus.Rejected, reason: check.reason, current: check.current });
           continue;
         }
+      } else if (policy.kind === 'custom') {
+        // Checkpoints persist records with recordToJson, which cannot carry a custom merge's history.
+        throw new Error(`${action.collection}: records of custom-merge collections cannot be stored by this store`);
       }
       const seq = ++head;
       const storedAction: Action = { ...action, seq };
       s.insertAction.run(tenantId, seq, client.id, action.clientSeq, JSON.stringify(storedAction));
-      applyAction(loaded.rec, storedAction, policy);
-      loaded.dirty = true;
+      work.changed.add(key);
+      if (working !== null) applyAction(working, storedAction, policy);
+      else
+        work.folds.push({
+          rec: this.#touchRecord(work, key, tenantId, action, false),
+          action: storedAction,
+          policy,
+        });
       stored++;
       results.push({ id: action.id, status: PushStatus.Accepted, seq });
     }
 
-    for (const { rec, dirty } of records.values()) {
-      if (!dirty) continue;
-      s.upsertEntity.run(
-        tenantId,
-        rec.collection,
-        rec.id,
-        rec.seq,
-        rec.deleted === null ? 0 : 1,
-        JSON.stringify(recordToJson(rec)),
-      );
-    }
     s.updateClientHigh.run(high, input.now, client.id);
     if (stored > 0) s.setHead.run(head, tenantId);
     return { results, headSeq: head, stored };
   }
 
   /** A clientSeq at or below the high-water mark: replay the outcome it had. */
-  #settledBefore(tenantId: number, clientRef: number, action: Action, records: Map<string, LoadedRecord>): PushResult {
+  #settledBefore(tenantId: number, clientRef: number, action: Action, work: PushWork): PushResult {
     const s = this.#s;
     const prior = s.actionByClientSeq.get(tenantId, clientRef, action.clientSeq);
     if (prior !== undefined) {
@@ -250,7 +333,8 @@ export class SqliteStore implements ApiStore {
       }
       const result: PushResult = { id: action.id, status: PushStatus.Rejected, reason: rejection.reason };
       if (this.#policies.for(action.collection).kind === 'reject-stale') {
-        result.current = viewRecord(this.#loadRecord(records, tenantId, action.collection, action.entityId).rec);
+        const key = recordKey(tenantId, action.collection, action.entityId);
+        result.current = viewRecord(this.#touchRecord(work, key, tenantId, action, true));
       }
       return result;
     }
@@ -258,19 +342,138 @@ export class SqliteStore implements ApiStore {
     return { id: action.id, status: PushStatus.Duplicate };
   }
 
-  #loadRecord(records: Map<string, LoadedRecord>, tenantId: number, collection: string, id: string): LoadedRecord {
-    const key = `${tenantId}\u0000${collection}\u0000${id}`;
-    let loaded = records.get(key);
-    if (loaded === undefined) {
-      let rec = this.#cache.get(key);
-      if (rec === undefined) {
-        const json = this.#s.entityJson.get(tenantId, collection, id);
-        rec = json === undefined ? emptyRecord(collection, id) : recordFromJson(JSON.parse(json) as EntityRecord);
-      }
-      loaded = { rec, dirty: false };
-      records.set(key, loaded);
+  /**
+   * The record this push works on: the held one, or with `copy` a copy made on
+   * first touch, so a rollback cannot leave a half-folded record held.
+   */
+  #touchRecord(work: PushWork, key: string, tenantId: number, action: Action, copy: boolean): EntityRec {
+    let rec = work.records.get(key);
+    if (rec === undefined) {
+      rec = this.#heldRecord(key, tenantId, action.collection, action.entityId);
+      if (copy) rec = cloneRecord(rec);
+      work.records.set(key, rec);
     }
-    return loaded;
+    return rec;
+  }
+
+  /** The current record: held in memory (dirty or clean), else read from the table and held clean. */
+  #heldRecord(key: string, tenantId: number, collection: string, id: string): EntityRec {
+    let rec = this.#cache.get(key);
+    if (rec === undefined) {
+      // Not dirty, so its row (or its absence) is current.
+      const json = this.#s.entityJson.get(tenantId, collection, id);
+      rec = json === undefined ? emptyRecord(collection, id) : recordFromJson(JSON.parse(json) as EntityRecord);
+      this.#cache.setClean(key, rec);
+    }
+    return rec;
+  }
+
+  /**
+   * Writes every dirty record and, for each tenant they belong to, the
+   * watermark (the head they are folded through) in one transaction: after a
+   * crash the table holds every action at or below the watermark. Runs between
+   * pushes only (all store calls are synchronous). synchronous=NORMAL: losing
+   * a checkpoint to a power cut loses its watermark with it, and recovery
+   * folds the log again.
+   */
+  #checkpoint(): void {
+    if (this.#behind.size === 0 && this.#cache.dirtySize === 0) return;
+    const started = performance.now();
+    const s = this.#s;
+    const written: string[] = [];
+    this.#db.pragma('synchronous = NORMAL');
+    try {
+      this.#db
+        .transaction(() => {
+          for (const [key, { tenantId, rec }] of this.#cache.dirtyEntries()) {
+            s.upsertEntity.run(
+              tenantId,
+              rec.collection,
+              rec.id,
+              rec.seq,
+              rec.deleted === null ? 0 : 1,
+              JSON.stringify(recordToJson(rec)),
+            );
+            written.push(key);
+          }
+          for (const [tenantId, head] of this.#behind) s.setRecordsThrough.run(head, tenantId);
+        })
+        .immediate();
+    } finally {
+      this.#db.pragma('synchronous = FULL');
+    }
+    this.#cache.markClean(written);
+    const tenants = this.#behind.size;
+    this.#behind.clear();
+    this.#schedule.reset();
+    this.#logger.debug(
+      { records: written.length, tenants, ms: Math.round(performance.now() - started) },
+      'records checkpoint',
+    );
+  }
+
+  #backgroundCheckpoint(): void {
+    if (!this.#db.open) return;
+    try {
+      this.#checkpoint();
+    } catch (err) {
+      // The dirty records stay held; the next push schedules another attempt.
+      this.#logger.warn({ err: mapSqliteError(err) }, 'records checkpoint failed; will retry');
+    }
+  }
+
+  /** On open: every tenant whose watermark lags its head gets its log tail folded, then one checkpoint. */
+  #recover(): void {
+    for (const t of this.#s.allTenantWatermarks.all()) {
+      if (t.records_through < t.head_seq) this.#foldTail(t);
+    }
+    this.#checkpoint();
+  }
+
+  /** After a failed post-commit fold: forget the tenant's held records and re-derive them. */
+  #recoverTenant(tenantId: number): void {
+    this.#unrecovered.add(tenantId);
+    this.#cache.dropTenant(tenantId);
+    this.#behind.delete(tenantId);
+    const row = this.#s.tenantWatermarkById.get(tenantId);
+    if (row !== undefined && row.records_through < row.head_seq) this.#foldTail(row);
+    this.#unrecovered.delete(tenantId);
+  }
+
+  /**
+   * Folds the log rows above the watermark into the records. A record written
+   * by a checkpoint already holds every action up to its own `seq` (actions
+   * reach a record in seq order), so those are skipped: the fold is exact
+   * whatever the table holds between the watermark and the head.
+   */
+  #foldTail(t: TenantWatermarkRow): void {
+    if (t.records_through < t.purged_through) {
+      throw new Error(
+        `store: tenant ${t.id} records are checkpointed through ${t.records_through} but its log is purged through ${t.purged_through}; records cannot be recovered`,
+      );
+    }
+    const started = performance.now();
+    let folded = 0;
+    for (const json of this.#s.logTail.iterate(t.id, t.records_through)) {
+      const action = JSON.parse(json) as Action & { seq: number };
+      const key = recordKey(t.id, action.collection, action.entityId);
+      const rec = this.#heldRecord(key, t.id, action.collection, action.entityId);
+      if (action.seq <= rec.seq) continue;
+      applyAction(rec, action, this.#policies.for(action.collection));
+      this.#cache.setDirty(key, t.id, rec);
+      folded++;
+    }
+    this.#behind.set(t.id, t.head_seq);
+    this.#logger.info(
+      {
+        tenantId: t.id,
+        from: t.records_through,
+        to: t.head_seq,
+        folded,
+        ms: Math.round(performance.now() - started),
+      },
+      'records recovered from the log tail',
+    );
   }
 
   #pull(tenant: string, input: PullInput): PullPage {
@@ -316,6 +519,8 @@ export class SqliteStore implements ApiStore {
   }
 
   #snapshot(tenant: string, input: SnapshotInput): SnapshotPage {
+    // Pages are read from the table, which must hold every acknowledged action (and every record created since page 1).
+    this.#checkpoint();
     const row = this.#s.tenantByName.get(tenant);
     const seq = input.after?.seq ?? row?.head_seq ?? 0;
     if (row === undefined) return { records: [], seq, after: null, more: false };
@@ -342,14 +547,16 @@ export class SqliteStore implements ApiStore {
 
   #purge(input: PurgeInput): PurgeReport {
     const s = this.#s;
+    // Recovery needs the log above the watermark: after a checkpoint the watermark is the head.
+    this.#checkpoint();
     let tenants = 0;
     let actions = 0;
     let tombstones = 0;
     const seenSince = input.now - input.windowMs;
-    for (const t of s.allTenants.all()) {
+    for (const t of s.allTenantWatermarks.all()) {
       const lowest = s.horizon.pluck().get(t.id, seenSince) as number | null;
       if (lowest === null) continue; // nobody pulled within the window: keep everything
-      const horizon = Math.min(lowest, t.head_seq);
+      const horizon = Math.min(lowest, t.head_seq, t.records_through);
       if (horizon <= t.purged_through) continue;
       tenants++;
       // Chunked so pushes of every tenant get the lock between chunks.
@@ -367,7 +574,8 @@ export class SqliteStore implements ApiStore {
       }
       const gone = s.deleteTombstones.run(t.id, horizon).changes;
       tombstones += gone;
-      if (gone > 0) this.#cache.clear(); // rare (a periodic job); simpler than finding the keys
+      // Rare (a periodic job); simpler than finding the keys. Nothing is dirty right after the checkpoint.
+      if (gone > 0) this.#cache.clearClean();
     }
     const rejections = s.deleteRejections.run(seenSince).changes;
     return { tenants, actions, tombstones, rejections };
@@ -380,7 +588,12 @@ function prepareStatements(db: Database.Database) {
     insertTenant: p<[string]>('INSERT INTO tenants (name) VALUES (?) ON CONFLICT (name) DO NOTHING'),
     tenantByName: p<[string], TenantRow>('SELECT id, head_seq, purged_through FROM tenants WHERE name = ?'),
     tenantById: p<[number], TenantRow>('SELECT id, head_seq, purged_through FROM tenants WHERE id = ?'),
-    allTenants: p<[], TenantRow>('SELECT id, head_seq, purged_through FROM tenants'),
+    allTenantWatermarks: p<[], TenantWatermarkRow>('SELECT id, head_seq, purged_through, records_through FROM tenants'),
+    tenantWatermarkById: p<[number], TenantWatermarkRow>(
+      'SELECT id, head_seq, purged_through, records_through FROM tenants WHERE id = ?',
+    ),
+    setRecordsThrough: p<[number, number]>('UPDATE tenants SET records_through = ? WHERE id = ?'),
+    logTail: p<[number, number], string>('SELECT json FROM actions WHERE tenant = ? AND seq > ? ORDER BY seq').pluck(),
     setHead: p<[number, number]>('UPDATE tenants SET head_seq = ? WHERE id = ?'),
     setPurgedThrough: p<[number, number]>('UPDATE tenants SET purged_through = ? WHERE id = ?'),
     clientByKey: p<[number, string], ClientRow>(
@@ -434,6 +647,10 @@ function prepareStatements(db: Database.Database) {
     countActions: p<[number]>('SELECT COUNT(*) FROM actions WHERE tenant = ?'),
     countEntities: p<[number]>('SELECT COUNT(*) FROM entities WHERE tenant = ?'),
   };
+}
+
+function recordKey(tenantId: number, collection: string, id: string): string {
+  return `${tenantId}\u0000${collection}\u0000${id}`;
 }
 
 /** SQLite codes that mean "try again later" rather than "this request is wrong". */

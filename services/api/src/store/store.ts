@@ -105,5 +105,13 @@ export interface ApiStore {
   /** Purges log entries, tombstones and old rejections below each tenant's horizon. */
   purge(input: PurgeInput): Promise<PurgeReport>;
   stats(tenant: TenantId): Promise<TenantStats>;
+  /**
+   * Persists the entity records folded in memory since the last checkpoint,
+   * with the watermark they are complete through. Never needed for
+   * correctness by callers: snapshot, stats and purge see every acknowledged
+   * action on their own, and a crash loses nothing (recovery refolds the log).
+   */
+  checkpoint(): Promise<void>;
+  /** Checkpoints and closes. */
   close(): Promise<void>;
 }
