@@ -65,18 +65,29 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
       maxReconnectAttempts: -1,
       ...auth(config.bus),
     });
-    upstream = await connect({
+    // Offline-first: the device works without its server; the sync half attaches once the link is up.
+    const upstreamReady = connect({
       servers: config.upstream.url,
       name: `ferry-daemon-upstream-${config.app}`,
       maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
       inboxPrefix: `_INBOX_${config.tenant}`,
       ...auth(config.upstream),
     });
     // Diagnostic knob: run as if the wall clock were off by this much (tests of HLC behaviour).
     const skewMs = Number(process.env.FERRY_CLOCK_SKEW_MS ?? '0');
     const now = Number.isFinite(skewMs) && skewMs !== 0 ? () => Date.now() + skewMs : Date.now;
-    engine = new SyncEngine({ config, policies: policies.book, bus, upstream, logger, newId: uuidv7, now });
+    engine = new SyncEngine({ config, policies: policies.book, bus, logger, newId: uuidv7, now });
     await engine.start();
+    const started = engine;
+    upstreamReady.then(
+      (nc) => {
+        upstream = nc;
+        started.attachUpstream(nc);
+        logger.info({ server: config.upstream.url }, 'upstream connected');
+      },
+      (err: unknown) => logger.error({ err }, 'upstream connection abandoned'),
+    );
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`ferry daemon: ${message}\n`);

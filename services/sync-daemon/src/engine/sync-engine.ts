@@ -27,7 +27,8 @@ export interface SyncEngineOptions {
   readonly config: DaemonConfig;
   readonly policies: PolicyBook;
   readonly bus: NatsConnection;
-  readonly upstream: NatsConnection;
+  /** Optional at construction: a device starts offline and attaches the link when it comes up. */
+  readonly upstream?: NatsConnection;
   readonly logger: Logger;
   readonly now?: () => number;
   readonly newId: () => string;
@@ -40,12 +41,14 @@ export class SyncEngine {
   readonly #now: () => number;
   readonly #publisher: BusPublisher;
   readonly #capture: BusCapture;
-  readonly #uploader: Uploader;
-  readonly #downloader: Downloader;
+  #uploader: Uploader | null = null;
+  #downloader: Downloader | null = null;
+  #started = false;
   #online = false;
   #lastSyncAt: number | null = null;
   #head = 0;
   readonly #listeners = new Set<(event: SyncEvent) => void>();
+  #upstream: NatsConnection | null = null;
 
   constructor(options: SyncEngineOptions) {
     this.#o = options;
@@ -85,11 +88,21 @@ export class SyncEngine {
       knownCollections: known,
       onAppended: (actions) => {
         this.#publisher.publishState(this.reconciler.viewsOf(actions), this.reconciler.cursor);
-        this.#uploader.poke();
+        this.#uploader?.poke();
       },
     });
+    if (options.upstream !== undefined) this.attachUpstream(options.upstream);
+  }
+
+  /** Connects the sync half (upload, download) to the server link; once, when it is up. */
+  attachUpstream(upstream: NatsConnection): void {
+    if (this.#uploader !== null) return;
+    this.#upstream = upstream;
+    const { config, logger } = this.#o;
+    const now = this.#now;
+    const emit = (event: SyncEvent) => this.#emit(event);
     this.#uploader = new Uploader({
-      nc: options.upstream,
+      nc: upstream,
       tenant: config.tenant,
       wal: this.wal,
       logger: logger.child({ component: 'upload' }),
@@ -104,11 +117,11 @@ export class SyncEngine {
         if (headSeq > this.#head) this.#head = headSeq;
         this.#lastSyncAt = now();
         // Our own acks move the head: the downloader pulls them back (deduped) and anything between.
-        this.#downloader.poke();
+        this.#downloader?.poke();
       },
     });
     this.#downloader = new Downloader({
-      nc: options.upstream,
+      nc: upstream,
       tenant: config.tenant,
       clientId: this.wal.clientId,
       reconciler: this.reconciler,
@@ -125,6 +138,7 @@ export class SyncEngine {
         this.#reconciled(result, 'applied');
       },
     });
+    if (this.#started) this.#startSync();
   }
 
   get clientId(): string {
@@ -140,18 +154,24 @@ export class SyncEngine {
   async start(): Promise<void> {
     this.#publisher.start();
     await this.#capture.start();
-    this.#uploader.start();
-    this.#downloader.start();
-    void this.#watchUpstream();
+    this.#started = true;
+    if (this.#uploader !== null) this.#startSync();
     this.#o.logger.info(
       { clientId: this.clientId, pending: this.wal.pendingCount(), cursor: this.reconciler.cursor },
       'sync engine started',
     );
   }
 
+  #startSync(): void {
+    this.#uploader?.start();
+    this.#downloader?.start();
+    void this.#watchUpstream();
+    this.#setOnline(true, 'upstream connected');
+  }
+
   async stop(): Promise<void> {
-    this.#uploader.stop();
-    this.#downloader.stop();
+    this.#uploader?.stop();
+    this.#downloader?.stop();
     await this.#capture.stop();
     this.#publisher.stop();
     this.wal.close();
@@ -159,11 +179,13 @@ export class SyncEngine {
 
   /** Follows the upstream link: offline at once on a disconnect, resume at once on reconnect. */
   async #watchUpstream(): Promise<void> {
-    for await (const s of this.#o.upstream.status()) {
+    const upstream = this.#upstream;
+    if (upstream === null) return;
+    for await (const s of upstream.status()) {
       if (s.type === 'disconnect') this.#setOnline(false, 'upstream connection lost');
       else if (s.type === 'reconnect') {
-        this.#uploader.poke();
-        this.#downloader.poke();
+        this.#uploader?.poke();
+        this.#downloader?.poke();
       }
     }
   }
@@ -210,7 +232,7 @@ export class SyncEngine {
     if (online === this.#online) return;
     this.#online = online;
     this.#emit(online ? { type: 'online', at: this.#now() } : { type: 'offline', at: this.#now(), reason });
-    if (online) this.#uploader.poke();
+    if (online) this.#uploader?.poke();
   }
 
   #emit(event: SyncEvent): void {
