@@ -1,0 +1,87 @@
+// Offline-first: a daemon started while its server is unreachable captures
+// changes and reports offline, then syncs them once the server and API are up.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { apiSubjects, busSubjects } from '@ferry/contracts';
+import {
+  FERRY_BIN,
+  ProcessGroup,
+  makeTempDir,
+  startNatsServer,
+  type NatsServerHandle,
+  type TempDir,
+} from '@ferry/testing';
+
+const subjects = busSubjects('notes');
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
+const procs = new ProcessGroup();
+const servers: NatsServerHandle[] = [];
+const conns: NatsConnection[] = [];
+let dir: TempDir | undefined;
+
+afterAll(async () => {
+  for (const c of conns) await c.close().catch(() => undefined);
+  await procs.killAll();
+  for (const s of servers) await s.stop();
+  await dir?.remove();
+});
+
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('offline start', () => {
+  it('starts without its server, queues, reports offline, and syncs once the server is up', async () => {
+    dir = await makeTempDir('ferry-offline-');
+    const upstream = await startNatsServer();
+    servers.push(upstream);
+    await upstream.kill(); // its port is known, nothing listens on it
+    const bus = await startNatsServer({ jetstream: true });
+    servers.push(bus);
+    const configPath = join(dir.path, 'device.json');
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        app: 'notes',
+        tenant: 'acme',
+        bus: { url: bus.url },
+        upstream: { url: upstream.url },
+        dataDir: join(dir.path, 'device'),
+      }),
+    );
+    const daemon = procs.spawn({ name: 'daemon', args: [FERRY_BIN, 'daemon', '--config', configPath] });
+    await daemon.waitForLine(/daemon ready/, 20_000);
+    const app = await connect({ servers: bus.url });
+    conns.push(app);
+    for (let i = 0; i < 5; i++)
+      app.publish(subjects.changes, enc({ collection: 'notes', id: `o${i}`, op: 'create', fields: { i } }));
+    const status = async () =>
+      dec<{ online: boolean; pending: number }>((await app.request(subjects.status, enc({}))).data);
+    await eventually('5 pending while offline', async () => (await status()).pending === 5);
+    expect((await status()).online).toBe(false);
+
+    await upstream.restart();
+    const api = procs.spawn({
+      name: 'api',
+      args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
+    });
+    await api.waitForLine(/api ready/, 20_000);
+    await eventually('the queue to drain', async () => {
+      const s = await status();
+      return s.online && s.pending === 0;
+    });
+    const probe = await connect({ servers: upstream.url, inboxPrefix: '_INBOX_acme' });
+    conns.push(probe);
+    const pulled = dec<{ actions: { entityId: string }[] }>(
+      (await probe.request(apiSubjects.pull('acme'), enc({ since: 0, limit: 100 }))).data,
+    );
+    expect(pulled.actions.map((a) => a.entityId).sort()).toEqual(['o0', 'o1', 'o2', 'o3', 'o4']);
+  }, 90_000);
+});
