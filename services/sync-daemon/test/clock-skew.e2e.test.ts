@@ -1,7 +1,6 @@
 // A device whose wall clock is one hour behind: after it has seen another
 // device's edit, its own later edit still wins (HLC receive), and its pushes
 // reach everyone. Real nats-servers, API process, daemon processes.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,10 +13,9 @@ import {
   type NatsServerHandle,
   type TempDir,
 } from '@ferry/testing';
+import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
-const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 
 let upstream: NatsServerHandle;
 let dir: TempDir;
@@ -28,23 +26,8 @@ const apps: NatsConnection[] = [];
 async function device(name: string, skewMs: number): Promise<NatsConnection> {
   const bus = await startNatsServer({ jetstream: true });
   buses.push(bus);
-  const configPath = join(dir.path, `${name}.json`);
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      app: 'notes',
-      tenant: 'acme',
-      bus: { url: bus.url },
-      upstream: { url: upstream.url },
-      dataDir: join(dir.path, name),
-    }),
-  );
-  const daemon = procs.spawn({
-    name,
-    args: [FERRY_BIN, 'daemon', '--config', configPath],
-    env: { FERRY_CLOCK_SKEW_MS: String(skewMs) },
-  });
-  await daemon.waitForLine(/daemon ready/, 20_000);
+  const configPath = writeDaemonConfig(dir.path, name, { bus: bus.url, upstream: upstream.url });
+  await spawnDaemon(procs, name, configPath, { FERRY_CLOCK_SKEW_MS: String(skewMs) });
   const app = await connect({ servers: bus.url });
   apps.push(app);
   return app;
@@ -53,14 +36,6 @@ async function device(name: string, skewMs: number): Promise<NatsConnection> {
 async function title(app: NatsConnection): Promise<unknown> {
   const reply = await app.request(subjects.query, enc({ collection: 'notes', id: '7' }), { timeout: 5000 });
   return dec<{ entities: EntityState[] }>(reply.data).entities[0]?.fields.title;
-}
-
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 beforeAll(async () => {

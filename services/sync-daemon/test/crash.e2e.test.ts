@@ -1,7 +1,6 @@
 // kill -9 of daemon processes at random moments during upload and download,
 // 20 times: nothing lost, nothing applied twice, both devices equal the oracle
 // over the server's log. Real nats-servers, API process, daemon processes.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
@@ -18,10 +17,9 @@ import {
   type ServiceProcess,
   type TempDir,
 } from '@ferry/testing';
+import { dec, enc, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
-const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 const SEED = Number(process.env.FERRY_CRASH_SEED ?? 20261122);
 const KILLS = Number(process.env.FERRY_CRASH_KILLS ?? 20);
 const CHANGES_PER_DEVICE = 600;
@@ -52,24 +50,16 @@ const procs = new ProcessGroup();
 const devices: Device[] = [];
 
 async function startDaemon(d: Device): Promise<void> {
-  d.daemon = procs.spawn({ name: d.name, args: [FERRY_BIN, 'daemon', '--config', d.configPath] });
-  await d.daemon.waitForLine(/daemon ready/, 20_000);
+  d.daemon = await spawnDaemon(procs, d.name, d.configPath);
 }
 
 async function device(name: string): Promise<Device> {
   const bus = await startNatsServer({ jetstream: true });
-  const configPath = join(dir.path, `${name}.json`);
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      app: 'notes',
-      tenant: 'acme',
-      bus: { url: bus.url },
-      upstream: { url: upstream.url },
-      dataDir: join(dir.path, name),
-      batch: { maxActions: 50, maxBytes: 65536, intervalMs: 5 },
-      retry: { initialMs: 20, maxMs: 200 },
-    }),
+  const configPath = writeDaemonConfig(
+    dir.path,
+    name,
+    { bus: bus.url, upstream: upstream.url },
+    { batch: { maxActions: 50, maxBytes: 65536, intervalMs: 5 }, retry: { initialMs: 20, maxMs: 200 } },
   );
   const d = { name, bus, app: await connect({ servers: bus.url }), configPath } as Device;
   await startDaemon(d);

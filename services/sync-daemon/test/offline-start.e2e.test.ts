@@ -1,6 +1,5 @@
 // Offline-first: a daemon started while its server is unreachable captures
 // changes and reports offline, then syncs them once the server and API are up.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,10 +12,9 @@ import {
   type NatsServerHandle,
   type TempDir,
 } from '@ferry/testing';
+import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
-const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 const procs = new ProcessGroup();
 const servers: NatsServerHandle[] = [];
 const conns: NatsConnection[] = [];
@@ -29,14 +27,6 @@ afterAll(async () => {
   await dir?.remove();
 });
 
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('offline start', () => {
   it('starts without its server, queues, reports offline, and syncs once the server is up', async () => {
     dir = await makeTempDir('ferry-offline-');
@@ -45,19 +35,8 @@ describe('offline start', () => {
     await upstream.kill(); // its port is known, nothing listens on it
     const bus = await startNatsServer({ jetstream: true });
     servers.push(bus);
-    const configPath = join(dir.path, 'device.json');
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        app: 'notes',
-        tenant: 'acme',
-        bus: { url: bus.url },
-        upstream: { url: upstream.url },
-        dataDir: join(dir.path, 'device'),
-      }),
-    );
-    const daemon = procs.spawn({ name: 'daemon', args: [FERRY_BIN, 'daemon', '--config', configPath] });
-    await daemon.waitForLine(/daemon ready/, 20_000);
+    const configPath = writeDaemonConfig(dir.path, 'device', { bus: bus.url, upstream: upstream.url });
+    await spawnDaemon(procs, 'daemon', configPath);
     const app = await connect({ servers: bus.url });
     conns.push(app);
     for (let i = 0; i < 5; i++)

@@ -2,7 +2,6 @@
 // upstream, the API process, and two daemon processes; the apps are plain NATS
 // clients that publish ChangeEvents and read state. The note-45 story:
 // both devices edit offline (API down), then converge on the same state.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
@@ -18,10 +17,9 @@ import {
   type ServiceProcess,
   type TempDir,
 } from '@ferry/testing';
+import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
-const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 
 interface Device {
   name: string;
@@ -48,21 +46,13 @@ function startApi(): ServiceProcess {
 
 async function startDevice(name: string): Promise<Device> {
   const bus = await startNatsServer({ jetstream: true });
-  const configPath = join(dir.path, `${name}.json`);
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      app: 'notes',
-      tenant: 'acme',
-      bus: { url: bus.url },
-      upstream: { url: upstream.url },
-      dataDir: join(dir.path, name),
-      collections: { notes: { policy: 'lww' } },
-      retry: { initialMs: 20, maxMs: 200 },
-    }),
+  const configPath = writeDaemonConfig(
+    dir.path,
+    name,
+    { bus: bus.url, upstream: upstream.url },
+    { collections: { notes: { policy: 'lww' } }, retry: { initialMs: 20, maxMs: 200 } },
   );
-  const daemon = procs.spawn({ name, args: [FERRY_BIN, 'daemon', '--config', configPath] });
-  await daemon.waitForLine(/daemon ready/, 20_000);
+  const daemon = await spawnDaemon(procs, name, configPath);
   const app = await connect({ servers: bus.url });
   const device: Device = { name, configPath, bus, app, daemon, states: [], events: [] };
   app.subscribe(subjects.state, {
@@ -82,22 +72,6 @@ async function startDevice(name: string): Promise<Device> {
 async function query(d: Device, id: string): Promise<EntityState | undefined> {
   const reply = await d.app.request(subjects.query, enc({ collection: 'notes', id }), { timeout: 5000 });
   return dec<{ entities: EntityState[] }>(reply.data).entities[0];
-}
-
-/** Polls a condition with a deadline: convergence spans processes, so there is no single event to await. */
-async function eventually(
-  what: string,
-  describe: (() => Promise<string>) | null,
-  check: () => Promise<boolean> | boolean,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${describe === null ? '' : `: ${await describe()}`}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 beforeAll(async () => {
@@ -127,7 +101,6 @@ describe('two devices through the API', () => {
     a.app.publish(subjects.changes, enc({ collection: 'notes', id: '46', op: 'create', fields: { title: 'old' } }));
     await eventually(
       'B to see notes 45 and 46',
-      null,
       async () => (await query(b, '46')) !== undefined && (await query(b, '45')) !== undefined,
     );
 
@@ -141,7 +114,7 @@ describe('two devices through the API', () => {
     const pendingOf = async (d: Device) =>
       dec<{ pending: number }>((await d.app.request(subjects.status, enc({}))).data).pending;
     // A's edits are captured (and stamped) before B makes its own: B's title is the later write.
-    await eventually('A to capture its edits', null, async () => (await pendingOf(a)) === 2);
+    await eventually('A to capture its edits', async () => (await pendingOf(a)) === 2);
     b.app.publish(
       subjects.changes,
       enc({ collection: 'notes', id: '45', op: 'update', fields: { title: 'Groceries' } }),
@@ -153,7 +126,6 @@ describe('two devices through the API', () => {
     b.app.publish(subjects.changes, enc({ collection: 'notes', id: '46', op: 'update', fields: { title: 'new' } }));
     await eventually(
       'both to report pending changes',
-      null,
       async () => (await pendingOf(a)) === 2 && (await pendingOf(b)) === 3,
     );
     // Each app already sees its own edits.
@@ -171,10 +143,21 @@ describe('two devices through the API', () => {
         aLog: a.daemon.tail(8),
         bLog: b.daemon.tail(8),
       });
-    await eventually('both devices to converge', describeState, async () => {
-      const [a45, b45, a46, b46] = await Promise.all([query(a, '45'), query(b, '45'), query(a, '46'), query(b, '46')]);
-      return isDeepStrictEqual(a45, b45) && isDeepStrictEqual(a46, b46) && a45?.version === 4 && a46?.deleted === true;
-    });
+    await eventually(
+      'both devices to converge',
+      async () => {
+        const [a45, b45, a46, b46] = await Promise.all([
+          query(a, '45'),
+          query(b, '45'),
+          query(a, '46'),
+          query(b, '46'),
+        ]);
+        return (
+          isDeepStrictEqual(a45, b45) && isDeepStrictEqual(a46, b46) && a45?.version === 4 && a46?.deleted === true
+        );
+      },
+      { describe: describeState },
+    );
     const note45 = await query(a, '45');
     // B's title edit was made after A's (later hlc), and B's body edit is kept (field-level merge).
     expect(note45?.fields).toEqual({ title: 'Groceries', body: 'milk, eggs' });
@@ -204,7 +187,7 @@ describe('two devices through the API', () => {
     for (let i = 0; i < 10; i++) {
       a.app.publish(subjects.changes, enc({ collection: 'notes', id: `q${i}`, op: 'create', fields: { n: i } }));
     }
-    await eventually('A to report offline with 10 pending', null, async () => {
+    await eventually('A to report offline with 10 pending', async () => {
       const s = await statusOf(a);
       return !s.online && s.pending === 10;
     });
@@ -212,13 +195,12 @@ describe('two devices through the API', () => {
     await upstream.restart();
     await eventually(
       'B to receive all 10 and A to drain',
-      null,
       async () => {
         const s = await statusOf(a);
         const onB = await Promise.all(Array.from({ length: 10 }, (_, i) => query(b, `q${i}`)));
         return s.online && s.pending === 0 && onB.every((e, i) => e?.fields.n === i);
       },
-      30_000,
+      { timeoutMs: 30_000 },
     );
     expect(a.events.some((e) => e.type === 'online')).toBe(true);
   }, 90_000);
@@ -236,9 +218,8 @@ describe('two devices through the API', () => {
       );
       expect(ack.seq).toBeGreaterThan(0);
     }
-    a.daemon = procs.spawn({ name: a.name, args: [FERRY_BIN, 'daemon', '--config', a.configPath] });
-    await a.daemon.waitForLine(/daemon ready/, 20_000);
-    await eventually('B to receive all 20', null, async () => {
+    a.daemon = await spawnDaemon(procs, a.name, a.configPath);
+    await eventually('B to receive all 20', async () => {
       const onB = await Promise.all(Array.from({ length: 20 }, (_, i) => query(b, `off${i}`)));
       return onB.every((e, i) => e?.fields.i === i);
     });
