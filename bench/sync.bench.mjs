@@ -189,8 +189,9 @@ try {
     `daemon RSS with ${fmt(pending)} pending  |  ${(rssKb / 1024).toFixed(1)} MB  |  target <= 200 MB: ${rssKb / 1024 <= 200 ? 'met' : 'NOT met'}`,
   );
 } finally {
-  for (const c of conns) await c.close().catch(() => undefined);
+  // Children first: nothing the bench started may outlive it, even if a close below hangs.
   await procs.killAll();
+  for (const c of conns) await c.close().catch(() => undefined);
   for (const s of servers) await s.stop().catch(() => undefined);
   await dir.remove();
 }

@@ -51,4 +51,6 @@ try {
   throw err;
 }
 const code = await mod.runCli(role, rest);
-process.exitCode = typeof code === 'number' ? code : 0;
+// The role has finished (a service has drained and stopped): exit now, even if a
+// library still holds the event loop (e.g. a first connection that never came up).
+process.exit(typeof code === 'number' ? code : 0);

@@ -63,4 +63,18 @@ describe('offline start', () => {
     );
     expect(pulled.actions.map((a) => a.entityId).sort()).toEqual(['o0', 'o1', 'o2', 'o3', 'o4']);
   }, 90_000);
+
+  it('stops cleanly on SIGTERM while its server has never been reachable', async () => {
+    dir ??= await makeTempDir('ferry-offline-');
+    const never = await startNatsServer();
+    servers.push(never);
+    await never.kill();
+    const bus = await startNatsServer({ jetstream: true });
+    servers.push(bus);
+    const configPath = writeDaemonConfig(dir.path, 'never', { bus: bus.url, upstream: never.url });
+    const daemon = await spawnDaemon(procs, 'never', configPath);
+    // A first connection still being dialled must not keep the process alive.
+    const exit = await daemon.stop(5000);
+    expect(exit).toEqual({ code: 0, signal: null });
+  }, 60_000);
 });
