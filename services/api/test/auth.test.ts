@@ -10,7 +10,9 @@ import { REPO_ROOT, startNatsServer, type NatsServerHandle } from '@ferry/testin
 import { ask, client, startInProcessApi, subjects, type InProcessApi } from './support/api-fixture.js';
 import { simClient } from './support/actions.js';
 
-const secret = () => randomBytes(12).toString('hex');
+// nats-server parses an environment variable's value like config: a value starting
+// with a digit is read as a number and fails, so passwords start with a letter.
+const secret = () => `p${randomBytes(12).toString('hex')}`;
 const PASS = { api: secret(), acme: secret(), globex: secret() };
 
 let nats: NatsServerHandle;
