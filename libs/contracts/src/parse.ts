@@ -4,6 +4,7 @@
  * Everything entering a process goes through `parseWith`; nothing inside re-validates.
  */
 import type { z } from 'zod';
+import { ErrorCode, FerryError } from './errors.js';
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: string };
 
@@ -66,3 +67,14 @@ export function decodeWith<S extends z.ZodType>(
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * Decodes a row read back from a store file. A row that fails its schema means
+ * the file was damaged or written by another version: that is an `internal`
+ * error naming the row, never a crash further in on a value of the wrong shape.
+ */
+export function decodeStored<S extends z.ZodType>(schema: S, text: string, where: string): z.output<S> {
+  const decoded = decodeWith(schema, text, where);
+  if (!decoded.ok) throw new FerryError(ErrorCode.Internal, `stored row is not valid: ${decoded.message}`);
+  return decoded.value;
+}

@@ -5,15 +5,8 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busSubjects, type EntityState } from '@ferry/contracts';
-import {
-  FERRY_BIN,
-  ProcessGroup,
-  makeTempDir,
-  startNatsServer,
-  type NatsServerHandle,
-  type TempDir,
-} from '@ferry/testing';
-import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
+import { ProcessGroup, makeTempDir, startNatsServer, type NatsServerHandle, type TempDir } from '@ferry/testing';
+import { dec, enc, eventually, spawnApi, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
 
@@ -41,11 +34,7 @@ async function title(app: NatsConnection): Promise<unknown> {
 beforeAll(async () => {
   upstream = await startNatsServer();
   dir = await makeTempDir('ferry-skew-');
-  const api = procs.spawn({
-    name: 'api',
-    args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
-  });
-  await api.waitForLine(/api ready/, 20_000);
+  await spawnApi(procs, upstream.url, join(dir.path, 'api'));
 }, 60_000);
 
 afterAll(async () => {

@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiSubjects, busSubjects, type EntityState, type StoredAction } from '@ferry/contracts';
 import { reconcile } from '@ferry/domain';
 import {
-  FERRY_BIN,
   ProcessGroup,
   makeTempDir,
   startNatsServer,
@@ -17,7 +16,7 @@ import {
   type ServiceProcess,
   type TempDir,
 } from '@ferry/testing';
-import { dec, enc, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
+import { dec, enc, spawnApi, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
 const SEED = Number(process.env.FERRY_CRASH_SEED ?? 20261122);
@@ -92,11 +91,7 @@ async function stateOf(d: Device, ids: string[]): Promise<Record<string, EntityS
 beforeAll(async () => {
   upstream = await startNatsServer();
   dir = await makeTempDir('ferry-crash-');
-  const api = procs.spawn({
-    name: 'api',
-    args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
-  });
-  await api.waitForLine(/api ready/, 20_000);
+  await spawnApi(procs, upstream.url, join(dir.path, 'api'));
   probe = await connect({ servers: upstream.url, inboxPrefix: '_INBOX_acme' });
   devices.push(await device('device-a'), await device('device-b'));
 }, 90_000);

@@ -4,15 +4,8 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { apiSubjects, busSubjects } from '@ferry/contracts';
-import {
-  FERRY_BIN,
-  ProcessGroup,
-  makeTempDir,
-  startNatsServer,
-  type NatsServerHandle,
-  type TempDir,
-} from '@ferry/testing';
-import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
+import { ProcessGroup, makeTempDir, startNatsServer, type NatsServerHandle, type TempDir } from '@ferry/testing';
+import { dec, enc, eventually, spawnApi, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
 const procs = new ProcessGroup();
@@ -47,11 +40,7 @@ describe('offline start', () => {
     expect((await status()).online).toBe(false);
 
     await upstream.restart();
-    const api = procs.spawn({
-      name: 'api',
-      args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
-    });
-    await api.waitForLine(/api ready/, 20_000);
+    await spawnApi(procs, upstream.url, join(dir.path, 'api'));
     await eventually('the queue to drain', async () => {
       const s = await status();
       return s.online && s.pending === 0;

@@ -9,7 +9,6 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busSubjects, type EntityState, type SyncEvent } from '@ferry/contracts';
 import {
-  FERRY_BIN,
   ProcessGroup,
   makeTempDir,
   startNatsServer,
@@ -17,7 +16,7 @@ import {
   type ServiceProcess,
   type TempDir,
 } from '@ferry/testing';
-import { dec, enc, eventually, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
+import { dec, enc, eventually, spawnApi, spawnDaemon, writeDaemonConfig } from './support/e2e.js';
 
 const subjects = busSubjects('notes');
 
@@ -36,13 +35,6 @@ let dir: TempDir;
 const procs = new ProcessGroup();
 let api: ServiceProcess;
 let devices: Device[] = [];
-
-function startApi(): ServiceProcess {
-  return procs.spawn({
-    name: 'api',
-    args: [FERRY_BIN, 'api', '--nats-url', upstream.url, '--data-dir', join(dir.path, 'api')],
-  });
-}
 
 async function startDevice(name: string): Promise<Device> {
   const bus = await startNatsServer({ jetstream: true });
@@ -77,8 +69,7 @@ async function query(d: Device, id: string): Promise<EntityState | undefined> {
 beforeAll(async () => {
   upstream = await startNatsServer();
   dir = await makeTempDir('ferry-e2e-');
-  api = startApi();
-  await api.waitForLine(/api ready/, 20_000);
+  api = await spawnApi(procs, upstream.url, join(dir.path, 'api'));
   devices = [await startDevice('device-a'), await startDevice('device-b')];
 }, 90_000);
 
@@ -132,8 +123,7 @@ describe('two devices through the API', () => {
     expect((await query(a, '45'))?.fields.title).toBe('Shopping');
     expect((await query(b, '45'))?.fields.title).toBe('Groceries');
 
-    api = startApi();
-    await api.waitForLine(/api ready/, 20_000);
+    api = await spawnApi(procs, upstream.url, join(dir.path, 'api'));
     const describeState = async () =>
       JSON.stringify({
         a: [await query(a, '45'), await query(a, '46')],

@@ -129,4 +129,14 @@ describe('WalStore', () => {
     });
     expect(wal.deadLetterCount()).toBe(1);
   });
+
+  it('a damaged row is an internal error that names it, not a crash further in', () => {
+    const wal = open();
+    wal.appendMany([change('1'), change('2')]);
+    wal.db.prepare('UPDATE wal SET body = \'{"op":"teleport"}\' WHERE client_seq = 2').run();
+    expect(() => wal.readPending(0, 10)).toThrow(
+      expect.objectContaining({ code: 'internal', message: expect.stringContaining('wal row 2') }),
+    );
+    expect(wal.readPending(0, 1).map((a) => a.clientSeq)).toEqual([1]); // the rows around it still read
+  });
 });

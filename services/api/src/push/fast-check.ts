@@ -7,6 +7,7 @@
  * still call the contracts' own schemas, so their rules cannot drift.
  */
 import {
+  actionSchema,
   actionIdSchema,
   clientIdSchema,
   COLLECTION_PATTERN,
@@ -15,19 +16,9 @@ import {
   type PushRequest,
 } from '@ferry/contracts';
 
-const ACTION_KEYS = new Set([
-  'id',
-  'clientId',
-  'clientSeq',
-  'collection',
-  'entityId',
-  'op',
-  'fields',
-  'hlc',
-  'baseVersion',
-  'seq',
-]);
-const REQUIRED_KEYS = 7; // id, clientId, clientSeq, collection, entityId, op, hlc
+// Derived from the schema, so a new field cannot be forgotten here.
+const ACTION_KEYS = new Set(Object.keys(actionSchema.shape));
+const REQUIRED_KEYS = Object.values(actionSchema.shape).filter((field) => !field.safeParse(undefined).success).length;
 const MAX_JSON_DEPTH = 32;
 
 /** True only when `raw` certainly satisfies `pushRequestSchema` and zod would return it unchanged. */

@@ -10,11 +10,13 @@ import type { Statement } from 'better-sqlite3';
 import { pino, type Logger } from 'pino';
 import {
   ErrorCode,
+  decodeStored,
+  entityRecordSchema,
+  storedActionSchema,
   FerryError,
   PushStatus,
   type Action,
   type ClientId,
-  type EntityRecord,
   type PushResult,
   type TenantId,
 } from '@ferry/contracts';
@@ -362,7 +364,10 @@ export class SqliteStore implements ApiStore {
     if (rec === undefined) {
       // Not dirty, so its row (or its absence) is current.
       const json = this.#s.entityJson.get(tenantId, collection, id);
-      rec = json === undefined ? emptyRecord(collection, id) : recordFromJson(JSON.parse(json) as EntityRecord);
+      rec =
+        json === undefined
+          ? emptyRecord(collection, id)
+          : recordFromJson(decodeStored(entityRecordSchema, json, `entities row ${collection}/${id}`));
       this.#cache.setClean(key, rec);
     }
     return rec;
@@ -455,7 +460,7 @@ export class SqliteStore implements ApiStore {
     const started = performance.now();
     let folded = 0;
     for (const json of this.#s.logTail.iterate(t.id, t.records_through)) {
-      const action = JSON.parse(json) as Action & { seq: number };
+      const action = decodeStored(storedActionSchema, json, `log row of tenant ${t.id}`);
       const key = recordKey(t.id, action.collection, action.entityId);
       const rec = this.#heldRecord(key, t.id, action.collection, action.entityId);
       if (action.seq <= rec.seq) continue;

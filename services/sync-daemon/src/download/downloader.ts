@@ -10,7 +10,7 @@ import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/
 import type { Logger } from 'pino';
 import { apiSubjects, decodeWith, feedMessageSchema, pullResponseSchema, type SyncEvent } from '@ferry/contracts';
 import type { Reconciled, Reconciler } from '../reconcile/reconciler.js';
-import { backoffDelay } from '../upload/backoff.js';
+import { Pause, backoffDelay } from '../upload/backoff.js';
 
 export interface DownloaderOptions {
   readonly nc: NatsConnection;
@@ -35,7 +35,7 @@ export class Downloader {
   #subscription: Subscription | null = null;
   #feed: NatsSubscription | null = null;
   #stopped = false;
-  #sleeping: (() => void) | null = null;
+  readonly #pause = new Pause();
 
   constructor(options: DownloaderOptions) {
     this.#o = options;
@@ -66,12 +66,12 @@ export class Downloader {
 
   poke(): void {
     this.#wake.next();
-    this.#sleeping?.();
+    this.#pause.wake();
   }
 
   stop(): void {
     this.#stopped = true;
-    this.#sleeping?.();
+    this.#pause.wake();
     this.#feed?.unsubscribe();
     this.#subscription?.unsubscribe();
   }
@@ -79,13 +79,22 @@ export class Downloader {
   async #drain(): Promise<void> {
     let attempt = 0;
     while (!this.#stopped) {
-      const more = await this.#pullOnce();
+      let more: 'more' | 'done' | 'retry';
+      try {
+        more = await this.#pullOnce();
+      } catch (err) {
+        // A storage fault must not end the pipeline: report, back off, retry (the page was rolled back).
+        const message = err instanceof Error ? err.message : String(err);
+        this.#o.logger.error({ err }, 'download step failed');
+        this.#o.emit({ type: 'error', at: this.#o.now(), code: 'internal', message });
+        more = 'retry';
+      }
       if (more === 'done') return;
       if (more === 'more') {
         attempt = 0;
         continue;
       }
-      await this.#sleep(backoffDelay(attempt++, this.#o.retry));
+      await this.#pause.sleep(backoffDelay(attempt++, this.#o.retry));
     }
   }
 
@@ -140,17 +149,5 @@ export class Downloader {
       this.#o.onApplied(result, reconciler.cursor);
     }
     return page.more ? 'more' : 'done';
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#sleeping = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#sleeping = done;
-    });
   }
 }

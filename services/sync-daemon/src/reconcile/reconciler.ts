@@ -33,6 +33,8 @@ export class Reconciler {
   readonly #now: () => number;
   readonly #maxCached: number;
   readonly #logConflict;
+  /** Kept in memory: read on every feed message and state publish; persisted with each page. */
+  #cursor: number;
 
   constructor(options: ReconcilerOptions) {
     this.#wal = options.wal;
@@ -50,11 +52,16 @@ export class Reconciler {
     this.#logConflict = db.prepare<[number, string, string, string]>(
       'INSERT INTO conflicts (at, collection, entity_id, record) VALUES (?, ?, ?, ?)',
     );
+    this.#cursor = this.#storedCursor();
+  }
+
+  #storedCursor(): number {
+    return Number(this.#wal.getMeta('cursor') ?? '0');
   }
 
   /** The server seq up to which this replica has applied everything. */
   get cursor(): number {
-    return Number(this.#wal.getMeta('cursor') ?? '0');
+    return this.#cursor;
   }
 
   /**
@@ -68,7 +75,8 @@ export class Reconciler {
         if (!r.ok) throw new Error(r.message);
       }
       const result = this.#m.applyRemote(actions);
-      this.#wal.setMeta('cursor', String(Math.max(next, this.cursor)));
+      this.#cursor = Math.max(next, this.#cursor);
+      this.#wal.setMeta('cursor', String(this.#cursor));
       this.#wal.setMeta('hlc_last', String(this.#wal.clock.last));
       this.#log(result.conflicts);
       return result;
@@ -118,8 +126,9 @@ export class Reconciler {
     } catch (err) {
       // The transaction rolled back: drop every in-memory copy that may be ahead of the file.
       this.#records.invalidate();
-      this.#seen.reload(this.#wal.db);
+      this.#seen.reload();
       this.#wal.reloadCounters();
+      this.#cursor = this.#storedCursor();
       throw err;
     }
   }

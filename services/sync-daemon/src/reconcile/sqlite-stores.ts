@@ -5,7 +5,7 @@
  * state: records are read on demand and the cache is trimmed between batches.
  */
 import type Database from 'better-sqlite3';
-import type { Action, EntityRecord } from '@ferry/contracts';
+import { entityRecordSchema, decodeStored, type Action } from '@ferry/contracts';
 import {
   recordFromJson,
   recordToJson,
@@ -48,7 +48,7 @@ export class SqliteRecordStore implements RecordStore {
     if (cached !== undefined) return cached;
     const row = this.#select.get(collection, id);
     if (row === undefined) return undefined;
-    const rec = recordFromJson(JSON.parse(row.record) as EntityRecord);
+    const rec = recordFromJson(decodeStored(entityRecordSchema, row.record, `entities row ${collection}/${id}`));
     this.#cache.set(k, rec);
     return rec;
   }
@@ -132,18 +132,16 @@ export class WalPendingStore implements PendingStore {
 /** Per-client floor of applied clientSeqs, cached in memory, written through. */
 export class SqliteSeenSet implements SeenSet {
   readonly #floors = new Map<string, number>();
+  readonly #select;
   readonly #upsert;
 
   constructor(db: Database.Database) {
-    for (const row of db
-      .prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor')
-      .iterate()) {
-      this.#floors.set(row.client_id, row.floor);
-    }
+    this.#select = db.prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor');
     this.#upsert = db.prepare<[string, number]>(
       `INSERT INTO applied_floor (client_id, floor) VALUES (?, ?)
        ON CONFLICT (client_id) DO UPDATE SET floor = excluded.floor`,
     );
+    this.reload();
   }
 
   has(clientId: string, clientSeq: number): boolean {
@@ -162,13 +160,9 @@ export class SqliteSeenSet implements SeenSet {
     return true;
   }
 
-  /** After a rolled-back transaction, the cached floors may be ahead of the table. */
-  reload(db: Database.Database): void {
+  /** Reads the floors from the table (at start, and after a rolled-back transaction). */
+  reload(): void {
     this.#floors.clear();
-    for (const row of db
-      .prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor')
-      .iterate()) {
-      this.#floors.set(row.client_id, row.floor);
-    }
+    for (const row of this.#select.iterate()) this.#floors.set(row.client_id, row.floor);
   }
 }

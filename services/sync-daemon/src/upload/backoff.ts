@@ -14,3 +14,24 @@ export function backoffDelay(attempt: number, options: BackoffOptions): number {
   // Never zero: a tight retry loop against a dead server helps nobody.
   return Math.max(options.initialMs / 2, Math.floor(random() * cap));
 }
+
+/** A sleep that news can cut short (a reconnect, a feed message, stop()). */
+export class Pause {
+  #wake: (() => void) | null = null;
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+    });
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+}

@@ -21,7 +21,7 @@ import {
 } from '@ferry/contracts';
 import type { Acknowledgement, Rejection } from '@ferry/domain';
 import type { WalStore } from '../wal/wal-store.js';
-import { backoffDelay } from './backoff.js';
+import { Pause, backoffDelay } from './backoff.js';
 
 export interface UploaderOptions {
   readonly nc: NatsConnection;
@@ -48,7 +48,7 @@ export class Uploader {
   readonly #wake = new Subject<void>();
   #subscription: Subscription | null = null;
   #stopped = false;
-  #sleeping: { timer: NodeJS.Timeout; resolve: () => void } | null = null;
+  readonly #pause = new Pause();
 
   constructor(options: UploaderOptions) {
     this.#o = options;
@@ -69,12 +69,12 @@ export class Uploader {
   poke(): void {
     this.#wake.next();
     // A backoff sleep ends early on news: the server may be back.
-    this.#sleeping?.resolve();
+    this.#pause.wake();
   }
 
   stop(): void {
     this.#stopped = true;
-    this.#sleeping?.resolve();
+    this.#pause.wake();
     this.#subscription?.unsubscribe();
     this.#subscription = null;
   }
@@ -83,26 +83,34 @@ export class Uploader {
   async #drain(): Promise<void> {
     let attempt = 0;
     while (!this.#stopped) {
-      const batch = this.#nextBatch();
-      if (batch.length === 0) return;
-      const done = await this.#pushNarrowing(batch);
+      let done: boolean;
+      try {
+        const batch = this.#nextBatch();
+        if (batch.length === 0) return;
+        done = await this.#pushNarrowing(batch);
+      } catch (err) {
+        // A storage fault (a damaged row, a full disk) must not end the pipeline: report, back off, retry.
+        const message = err instanceof Error ? err.message : String(err);
+        this.#o.logger.error({ err }, 'upload step failed');
+        this.#o.emit({ type: 'error', at: this.#o.now(), code: 'internal', message });
+        done = false;
+      }
       if (done) {
         attempt = 0;
         continue;
       }
-      const delay = backoffDelay(attempt++, this.#o.retry);
-      await this.#sleep(delay);
+      await this.#pause.sleep(backoffDelay(attempt++, this.#o.retry));
     }
   }
 
   /** The oldest pending actions, cut at the count and byte budget (never reordered). */
   #nextBatch(): Action[] {
     const { maxActions, maxBytes } = this.#o.batch;
-    const page = this.#o.wal.readPending(0, maxActions);
+    const page = this.#o.wal.readPendingSized(0, maxActions);
     const out: Action[] = [];
     let bytes = 64; // the request envelope
-    for (const a of page) {
-      const size = Buffer.byteLength(JSON.stringify(a)) + 1;
+    for (const { action: a, bytes: stored } of page) {
+      const size = stored + 1;
       if (out.length > 0 && bytes + size > maxBytes) break;
       out.push(a);
       bytes += size;
@@ -195,17 +203,5 @@ export class Uploader {
       else acks.push({ id: a.id, seq: r.seq ?? 0 });
     }
     this.#o.onSettled(acks, rejections, reply.headSeq);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#sleeping = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#sleeping = { timer, resolve: done };
-    });
   }
 }

@@ -5,7 +5,14 @@
  * whole log; never edits or reorders an action.
  */
 import Database from 'better-sqlite3';
-import type { Action, ChangeEvent, ClientId, ErrorCode } from '@ferry/contracts';
+import {
+  actionSchema,
+  decodeStored,
+  type Action,
+  type ChangeEvent,
+  type ClientId,
+  type ErrorCode,
+} from '@ferry/contracts';
 import { HlcClock } from '@ferry/domain';
 import { WAL_SCHEMA, WAL_SCHEMA_VERSION } from './schema.js';
 
@@ -83,12 +90,15 @@ export class WalStore {
       pendingPage: db.prepare<[number, number], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
       ),
-      pendingForEntity: db.prepare<[string, string], WalRow>(
-        'SELECT body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
+      pendingPageSized: db.prepare<[number, number], WalRow & { client_seq: number; bytes: number }>(
+        'SELECT client_seq, body, bytes FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
+      ),
+      pendingForEntity: db.prepare<[string, string], WalRow & { client_seq: number }>(
+        'SELECT client_seq, body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
       ),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM wal WHERE state = 0'),
-      byId: db.prepare<[string], { state: number; seq: number | null; body: string }>(
-        'SELECT state, seq, body FROM wal WHERE id = ?',
+      byId: db.prepare<[string], { client_seq: number; state: number; seq: number | null; body: string }>(
+        'SELECT client_seq, state, seq, body FROM wal WHERE id = ?',
       ),
       acknowledge: db.prepare<[number, string]>('UPDATE wal SET state = 1, seq = ? WHERE id = ? AND state = 0'),
       reject: db.prepare<[string, string]>('UPDATE wal SET state = 2, reason = ? WHERE id = ? AND state = 0'),
@@ -188,12 +198,19 @@ export class WalStore {
 
   /** Up to `limit` pending actions after `afterClientSeq`, in clientSeq order. */
   readPending(afterClientSeq: number, limit: number): Action[] {
-    return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => JSON.parse(r.body) as Action);
+    return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => decodeAction(r.body, r.client_seq));
+  }
+
+  /** As readPending, with each action's stored JSON size (for byte-budgeted batches). */
+  readPendingSized(afterClientSeq: number, limit: number): { action: Action; bytes: number }[] {
+    return this.#stmts.pendingPageSized
+      .all(afterClientSeq, limit)
+      .map((r) => ({ action: decodeAction(r.body, r.client_seq), bytes: r.bytes }));
   }
 
   /** Pending actions on one entity, in the order they were made (for the overlay). */
   pendingFor(collection: string, entityId: string): Action[] {
-    return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => JSON.parse(r.body) as Action);
+    return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => decodeAction(r.body, r.client_seq));
   }
 
   pendingCount(): number {
@@ -218,7 +235,7 @@ export class WalStore {
     const row = this.#stmts.byId.get(id);
     if (row === undefined) return undefined;
     const state = row.state === PENDING ? 'pending' : row.state === ACKNOWLEDGED ? 'acknowledged' : 'rejected';
-    return { state, seq: row.seq, action: JSON.parse(row.body) as Action };
+    return { state, seq: row.seq, action: decodeAction(row.body, row.client_seq) };
   }
 
   /** Records server seqs; returns how many pending entries it acknowledged. */
@@ -271,6 +288,11 @@ export class WalStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+/** A WAL row back into an action; a damaged row is an `internal` error that names it. */
+function decodeAction(body: string, clientSeq: number): Action {
+  return decodeStored(actionSchema, body, `wal row ${clientSeq}`);
 }
 
 export const WAL_STATES = { PENDING, ACKNOWLEDGED, REJECTED } as const;

@@ -61,3 +61,10 @@ export async function spawnDaemon(
   await daemon.waitForLine(/daemon ready/, 20_000);
   return daemon;
 }
+
+/** Spawns `ferry api` on `natsUrl` with its store under `dataDir`, resolving once it is ready. */
+export async function spawnApi(procs: ProcessGroup, natsUrl: string, dataDir: string): Promise<ServiceProcess> {
+  const api = procs.spawn({ name: 'api', args: [FERRY_BIN, 'api', '--nats-url', natsUrl, '--data-dir', dataDir] });
+  await api.waitForLine(/api ready/, 20_000);
+  return api;
+}
