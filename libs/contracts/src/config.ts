@@ -67,9 +67,21 @@ export const daemonConfigSchema = z.strictObject({
         .min(1024)
         .max(DEFAULT_LIMITS.maxBatchBytes)
         .default(512 * 1024),
-      intervalMs: z.number().int().min(0).default(5),
+      /**
+       * Extra wait before a push, to gather more actions. 0: push at once when
+       * idle; actions captured while a push is in flight form the next batch.
+       */
+      intervalMs: z.number().int().min(0).default(0),
     })
-    .default({ maxActions: 1000, maxBytes: 512 * 1024, intervalMs: 5 }),
+    .default({ maxActions: 1000, maxBytes: 512 * 1024, intervalMs: 0 }),
+  download: z
+    .strictObject({
+      /** Actions asked for per pull. */
+      pageLimit: z.number().int().min(1).max(DEFAULT_LIMITS.maxPullLimit).default(1000),
+      /** Records asked for per snapshot page while bootstrapping. */
+      snapshotPageLimit: z.number().int().min(1).max(DEFAULT_LIMITS.maxSnapshotLimit).default(1000),
+    })
+    .default({ pageLimit: 1000, snapshotPageLimit: 1000 }),
   retry: z
     .strictObject({
       initialMs: z.number().int().min(1).default(100),

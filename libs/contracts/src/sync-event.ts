@@ -52,6 +52,21 @@ export const syncEventSchema = z.discriminatedUnion('type', [
     entities: z.number().int().nonnegative(),
     cursor: seqSchema,
   }),
+  z.strictObject({
+    type: z.literal('bootstrap-started'),
+    at,
+    /** new-device: cursor 0; reset-required: the server purged past the cursor; resumed: after a restart. */
+    reason: z.enum(['new-device', 'reset-required', 'resumed']),
+    cursor: seqSchema,
+  }),
+  z.strictObject({
+    type: z.literal('snapshot-applied'),
+    at,
+    entities: z.number().int().nonnegative(),
+    /** The head the snapshot was taken at; pulling resumes from it after the last page. */
+    seq: seqSchema,
+    more: z.boolean(),
+  }),
   z.strictObject({ type: z.literal('conflict'), at, conflict: conflictRecordSchema }),
   z.strictObject({
     type: z.literal('rejected'),

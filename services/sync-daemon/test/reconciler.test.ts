@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
 import type { Action, ChangeEvent, StoredAction } from '@ferry/contracts';
-import { PolicyBook, reconcile } from '@ferry/domain';
+import { Materializer, PolicyBook, reconcile, recordToJson } from '@ferry/domain';
 import { Reconciler } from '../src/reconcile/reconciler.js';
 import { WalStore } from '../src/wal/wal-store.js';
 
@@ -85,11 +85,13 @@ describe('Reconciler', () => {
     expect(again.wal.pendingCount()).toBe(0);
   });
 
-  it('a pending action pulled back before its ack arrived is confirmed by the pull', () => {
+  it('a pending action pulled back before its ack arrived is confirmed by the pull, then compacted', () => {
     const { wal, rec } = start();
     const [mine] = wal.appendMany([change('1', 'create', { t: 'x' })]).appended as [Action];
     rec.applyPulled([{ ...mine, seq: 3 }], 3);
-    expect(wal.lookup(mine.id)).toMatchObject({ state: 'acknowledged', seq: 3 });
+    expect(wal.pendingCount()).toBe(0);
+    // Acknowledged and under the cursor: its effect lives in confirmed state, the WAL row is gone.
+    expect(wal.lookup(mine.id)).toBeUndefined();
     expect(rec.get('notes', '1')?.version).toBe(1);
     rec.acknowledge([{ id: mine.id, seq: 3 }]); // the late ack changes nothing
     expect(rec.get('notes', '1')?.version).toBe(1);
@@ -169,6 +171,104 @@ describe('Reconciler', () => {
           }),
         );
         expect(Object.fromEntries(actual)).toEqual(Object.fromEntries(expected));
+        wal.close();
+        open.pop();
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 200) },
+    );
+  });
+
+  it('bootstraps from a snapshot read page by page while the server moves on, and agrees with the oracle', () => {
+    type Step = 'remote' | 'local' | 'push' | 'push-ack-later' | 'ack-later' | 'pull' | 'page';
+    const ids = ['1', '2', '3', '4'] as const;
+    const step = (kinds: Step[]) =>
+      fc.record({
+        kind: fc.constantFrom(...kinds),
+        id: fc.constantFrom(...ids),
+        op: fc.constantFrom<Action['op']>('create', 'update', 'update', 'delete'),
+        v: fc.nat(3),
+        dt: fc.integer({ min: -3, max: 3 }),
+      });
+    const before = fc.array(step(['remote', 'local', 'push', 'push-ack-later', 'ack-later', 'pull']), {
+      maxLength: 12,
+    });
+    const loading = fc.array(step(['remote', 'local', 'push', 'push-ack-later', 'ack-later', 'page']), {
+      maxLength: 12,
+    });
+    const after = fc.array(step(['remote', 'local', 'push', 'push-ack-later', 'ack-later', 'pull']), {
+      maxLength: 12,
+    });
+    fc.assert(
+      fc.property(before, loading, after, (pre, load, catchUp) => {
+        for (const f of ['daemon.db', 'daemon.db-wal', 'daemon.db-shm']) rmSync(join(dir, f), { force: true });
+        const { wal, rec } = start();
+        const server = new Materializer();
+        const log: StoredAction[] = [];
+        const store = (a: Action): number => {
+          const stored = { ...a, seq: log.length + 1 } as StoredAction;
+          log.push(stored);
+          server.applyRemote([stored]);
+          return stored.seq;
+        };
+        let pushedUpTo = 0;
+        const acksLater: { id: string; seq: number }[] = [];
+        let snapshotSeq = 0;
+        let nextPage = 0;
+        const run = (m: { kind: Step; id: string; op: Action['op']; v: number; dt: number }): void => {
+          const fields = m.op === 'delete' ? undefined : { f: m.v };
+          if (m.kind === 'remote') {
+            const r = remote(m.id, m.op, fields, m.dt);
+            store({ ...r, seq: undefined } as unknown as Action);
+          } else if (m.kind === 'local') {
+            wal.appendMany([change(m.id, m.op, fields)]);
+          } else if (m.kind === 'push' || m.kind === 'push-ack-later') {
+            // The uploader has one batch in flight at a time: acks arrive in clientSeq order.
+            for (const ack of acksLater.splice(0)) rec.acknowledge([ack]);
+            const [next] = wal.readPending(pushedUpTo, 1);
+            if (next === undefined) return;
+            pushedUpTo = next.clientSeq;
+            const seq = store(next);
+            if (m.kind === 'push') rec.acknowledge([{ id: next.id, seq }]);
+            else acksLater.push({ id: next.id, seq });
+          } else if (m.kind === 'ack-later') {
+            const ack = acksLater.shift();
+            if (ack !== undefined) rec.acknowledge([ack]);
+          } else if (m.kind === 'pull') {
+            const page = log.filter((a) => a.seq > rec.cursor).slice(0, 2);
+            rec.applyPulled(page, page.at(-1)?.seq ?? rec.cursor);
+          } else if (nextPage < ids.length) {
+            // One entity per page, read from the server as it is now (later than the snapshot's seq).
+            const r = server.confirmedRecord('notes', ids[nextPage++] as string);
+            const last = nextPage === ids.length;
+            rec.applySnapshotPage(r === undefined ? [] : [recordToJson(r)], snapshotSeq, last ? null : 't', !last);
+          }
+        };
+        for (const m of pre) run(m);
+        rec.beginBootstrap();
+        snapshotSeq = log.length;
+        for (const m of load) run(m);
+        while (nextPage < ids.length) run({ kind: 'page', id: '1', op: 'update', v: 0, dt: 0 });
+        expect(rec.cursor).toBe(snapshotSeq);
+        for (const m of catchUp) run(m);
+        // Settle everything: deliver acks, push what is left, pull to the head.
+        for (const ack of acksLater.splice(0)) rec.acknowledge([ack]);
+        for (;;) {
+          const [next] = wal.readPending(pushedUpTo, 1);
+          if (next === undefined) break;
+          pushedUpTo = next.clientSeq;
+          rec.acknowledge([{ id: next.id, seq: store(next) }]);
+        }
+        while (rec.cursor < log.length) run({ kind: 'pull', id: '1', op: 'update', v: 0, dt: 0 });
+        const expected = Object.fromEntries(reconcile([], log));
+        const actual = Object.fromEntries(
+          ids.flatMap((id) => {
+            const e = rec.get('notes', id);
+            return e === null ? [] : [[`notes\u0000${id}`, e] as const];
+          }),
+        );
+        expect(actual).toEqual(expected);
+        expect(rec.bootstrapPhase).toBe('none');
+        expect(wal.pendingCount()).toBe(0);
         wal.close();
         open.pop();
       }),

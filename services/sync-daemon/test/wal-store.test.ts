@@ -100,6 +100,18 @@ describe('WalStore', () => {
     expect(wal.pendingCount()).toBe(1);
   });
 
+  it('still skips an eventId whose row was compacted (a redelivery after a crash)', () => {
+    const wal = open();
+    const [a] = wal.appendMany([change('1', { eventId: 'e-1' })]).appended;
+    wal.markAcknowledged([{ id: a?.id ?? '', seq: 5 }]);
+    expect(wal.compact(5)).toBe(1);
+    expect(wal.lookup(a?.id ?? '')).toBeUndefined();
+    expect(wal.appendMany([change('1', { eventId: 'e-1' }), change('2', { eventId: 'e-2' })])).toMatchObject({
+      duplicates: 1,
+      appended: [{ entityId: '2' }],
+    });
+  });
+
   it('keeps clientId, clientSeq and the clock across a restart, even after compaction', () => {
     const first = open();
     const [a] = first.appendMany([change('1'), change('2')]).appended;

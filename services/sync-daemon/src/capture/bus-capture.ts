@@ -138,12 +138,12 @@ export class BusCapture {
     }
     let appended;
     try {
-      appended = wal.db.transaction(() => {
+      appended = wal.durably(() => {
         for (const l of letters) {
           wal.deadLetter({ sourceRef: l.ref, code: l.code, reason: l.reason, payload: l.data });
         }
         return wal.appendMany(events);
-      })();
+      });
     } catch (err) {
       // Rolled back: counters kept in memory must not run ahead of the file (no clientSeq holes).
       wal.reloadCounters();

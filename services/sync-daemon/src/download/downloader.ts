@@ -2,13 +2,24 @@
  * Brings down what other devices did: pulls pages from the persisted cursor
  * (the server's per-tenant seq, never a client clock), applies each page
  * atomically through the reconciler, and pulls again at once when the feed
- * announces a new head. Transient failures back off and retry.
+ * announces a new head. A new device, or one the server's retention has left
+ * behind (`resetRequired`), first loads a snapshot page by page, resumable
+ * after a crash, then pulls from the snapshot's seq. Transient failures back
+ * off and retry.
  */
 import type { Subscription } from 'rxjs';
 import { Subject, auditTime, exhaustMap, from, merge, timer } from 'rxjs';
 import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { apiSubjects, decodeWith, feedMessageSchema, pullResponseSchema, type SyncEvent } from '@ferry/contracts';
+import {
+  apiSubjects,
+  decodeWith,
+  feedMessageSchema,
+  pullResponseSchema,
+  snapshotResponseSchema,
+  type ErrorCode,
+  type SyncEvent,
+} from '@ferry/contracts';
 import type { Reconciled, Reconciler } from '../reconcile/reconciler.js';
 import { Pause, backoffDelay } from '../upload/backoff.js';
 
@@ -25,6 +36,7 @@ export interface DownloaderOptions {
   /** The newest head this daemon has heard of (feed, push replies), for lag. */
   readonly onHead: (headSeq: number) => void;
   readonly pageLimit?: number;
+  readonly snapshotPageLimit?: number;
   readonly retry: { readonly initialMs: number; readonly maxMs: number };
   readonly requestTimeoutMs?: number;
 }
@@ -35,6 +47,10 @@ export class Downloader {
   #subscription: Subscription | null = null;
   #feed: NatsSubscription | null = null;
   #stopped = false;
+  /** Set by a wake-up; a drain that began before it pulls once more (exhaustMap drops the wake itself). */
+  #news = false;
+  /** Whether this process has announced the bootstrap in progress (one event per bootstrap). */
+  #announced = false;
   readonly #pause = new Pause();
 
   constructor(options: DownloaderOptions) {
@@ -65,6 +81,7 @@ export class Downloader {
   }
 
   poke(): void {
+    this.#news = true;
     this.#wake.next();
     this.#pause.wake();
   }
@@ -79,9 +96,10 @@ export class Downloader {
   async #drain(): Promise<void> {
     let attempt = 0;
     while (!this.#stopped) {
+      this.#news = false;
       let more: 'more' | 'done' | 'retry';
       try {
-        more = await this.#pullOnce();
+        more = this.#o.reconciler.needsSnapshot ? await this.#snapshotOnce() : await this.#pullOnce();
       } catch (err) {
         // A storage fault must not end the pipeline: report, back off, retry (the page was rolled back).
         const message = err instanceof Error ? err.message : String(err);
@@ -89,8 +107,8 @@ export class Downloader {
         this.#o.emit({ type: 'error', at: this.#o.now(), code: 'internal', message });
         more = 'retry';
       }
-      if (more === 'done') return;
-      if (more === 'more') {
+      if (more === 'done' && !this.#news) return;
+      if (more !== 'retry') {
         attempt = 0;
         continue;
       }
@@ -98,43 +116,86 @@ export class Downloader {
     }
   }
 
-  /** One page: 'more' to go on, 'done' when caught up, 'retry' after a transient failure. */
-  async #pullOnce(): Promise<'more' | 'done' | 'retry'> {
-    const { nc, tenant, reconciler, emit, now } = this.#o;
-    const since = reconciler.cursor;
-    const request = { since, limit: this.#o.pageLimit ?? 1000, clientId: this.#o.clientId };
-    let data: Uint8Array;
+  /** One request/reply with the API; null after a failure it has already reported. */
+  async #request(subject: string, body: unknown, what: string): Promise<Uint8Array | null> {
     try {
-      const msg = await nc.request(apiSubjects.pull(tenant), new TextEncoder().encode(JSON.stringify(request)), {
+      const msg = await this.#o.nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), {
         timeout: this.#o.requestTimeoutMs ?? 10_000,
       });
-      data = msg.data;
+      return msg.data;
     } catch (err) {
-      this.#o.onOnline(false, err instanceof Error ? err.message : String(err));
-      return 'retry';
+      this.#o.onOnline(false, `${what}: ${err instanceof Error ? err.message : String(err)}`);
+      return null;
     }
-    const decoded = decodeWith(pullResponseSchema, data, 'pull reply');
+  }
+
+  /** An error reply: reported, and a server-side failure takes the link offline. */
+  #failed(code: ErrorCode, message: string): void {
+    this.#o.emit({ type: 'error', at: this.#o.now(), code, message });
+    if (code === 'unavailable' || code === 'internal') this.#o.onOnline(false, message);
+  }
+
+  /** One snapshot page of a bootstrap; 'more' until it is in, then pulling takes over. */
+  async #snapshotOnce(): Promise<'more' | 'retry'> {
+    const { tenant, reconciler, emit, now } = this.#o;
+    if (reconciler.bootstrapPhase !== 'loading') {
+      reconciler.beginBootstrap();
+      this.#announce('new-device');
+    } else if (!this.#announced) this.#announce('resumed');
+    const after = reconciler.snapshotResumeToken;
+    const request = { limit: this.#o.snapshotPageLimit ?? 1000, ...(after === null ? {} : { after }) };
+    const data = await this.#request(apiSubjects.snapshot(tenant), request, 'snapshot');
+    if (data === null) return 'retry';
+    const decoded = decodeWith(snapshotResponseSchema, data, 'snapshot reply');
     if (!decoded.ok) {
       emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
       return 'retry';
     }
     if ('error' in decoded.value) {
       const { code, message } = decoded.value.error;
-      emit({ type: 'error', at: now(), code, message });
-      if (code === 'unavailable' || code === 'internal') this.#o.onOnline(false, message);
+      this.#failed(code, message);
+      // A token the server no longer honours (e.g. a restored server): start the snapshot over.
+      if (code === 'invalid' && after !== null) reconciler.beginBootstrap();
+      return 'retry';
+    }
+    this.#o.onOnline(true, 'snapshot answered');
+    const page = decoded.value;
+    const result = reconciler.applySnapshotPage(page.entities, page.seq, page.after, page.more);
+    emit({ type: 'snapshot-applied', at: now(), entities: page.entities.length, seq: page.seq, more: page.more });
+    if (!page.more) this.#announced = false;
+    this.#o.onHead(page.seq);
+    this.#o.onApplied(result, reconciler.cursor);
+    return 'more';
+  }
+
+  #announce(reason: 'new-device' | 'reset-required' | 'resumed'): void {
+    this.#announced = true;
+    this.#o.emit({ type: 'bootstrap-started', at: this.#o.now(), reason, cursor: this.#o.reconciler.cursor });
+  }
+
+  /** One page: 'more' to go on, 'done' when caught up, 'retry' after a transient failure. */
+  async #pullOnce(): Promise<'more' | 'done' | 'retry'> {
+    const { tenant, reconciler, emit, now } = this.#o;
+    const since = reconciler.cursor;
+    const request = { since, limit: this.#o.pageLimit ?? 1000, clientId: this.#o.clientId };
+    const data = await this.#request(apiSubjects.pull(tenant), request, 'pull');
+    if (data === null) return 'retry';
+    const decoded = decodeWith(pullResponseSchema, data, 'pull reply');
+    if (!decoded.ok) {
+      emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
+      return 'retry';
+    }
+    if ('error' in decoded.value) {
+      this.#failed(decoded.value.error.code, decoded.value.error.message);
       return 'retry';
     }
     this.#o.onOnline(true, 'pull answered');
     const page = decoded.value;
     if (page.resetRequired === true) {
-      // Snapshot bootstrap is not built yet: say so loudly instead of guessing.
-      emit({
-        type: 'error',
-        at: now(),
-        code: 'unavailable',
-        message: `cursor ${since} is behind the server's retention horizon: a snapshot bootstrap is required`,
-      });
-      return 'retry';
+      // The server no longer holds the log from our cursor: replace confirmed state with a snapshot.
+      reconciler.beginBootstrap();
+      this.#announce('reset-required');
+      return 'more';
     }
     emit({ type: 'pull-received', at: now(), count: page.actions.length, since, next: page.next, more: page.more });
     if (page.actions.length > 0 || page.next > since) {

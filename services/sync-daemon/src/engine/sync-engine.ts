@@ -129,6 +129,8 @@ export class SyncEngine {
       emit,
       now,
       retry: config.retry,
+      pageLimit: config.download.pageLimit,
+      snapshotPageLimit: config.download.snapshotPageLimit,
       onOnline: (online, reason) => this.#setOnline(online, reason),
       onHead: (head) => {
         if (head > this.#head) this.#head = head;

@@ -3,11 +3,13 @@
  * file, so `materialized = confirmed ⊕ pending` holds with the WAL as the
  * pending set. Each step is one transaction: pulled actions commit together
  * with the cursor and the clock that cover them; acknowledgements and
- * rejections commit with their WAL marks.
+ * rejections commit with their WAL marks; each snapshot page commits with its
+ * bootstrap marks (bootstrap-ledger.ts).
  */
-import type { Action, ConflictRecord, EntityState, StoredAction } from '@ferry/contracts';
-import { Materializer, type Acknowledgement, type PolicyBook, type Rejection } from '@ferry/domain';
+import type { Action, ConflictRecord, EntityRecord, EntityState, StoredAction } from '@ferry/contracts';
+import { Materializer, recordFromJson, type Acknowledgement, type PolicyBook, type Rejection } from '@ferry/domain';
 import type { WalStore } from '../wal/wal-store.js';
+import { BootstrapLedger, type BootstrapPhase } from './bootstrap-ledger.js';
 import { SqliteRecordStore, SqliteSeenSet, WalPendingStore } from './sqlite-stores.js';
 
 export interface ReconcilerOptions {
@@ -33,6 +35,7 @@ export class Reconciler {
   readonly #now: () => number;
   readonly #maxCached: number;
   readonly #logConflict;
+  readonly #bootstrap: BootstrapLedger;
   /** Kept in memory: read on every feed message and state publish; persisted with each page. */
   #cursor: number;
 
@@ -52,6 +55,7 @@ export class Reconciler {
     this.#logConflict = db.prepare<[number, string, string, string]>(
       'INSERT INTO conflicts (at, collection, entity_id, record) VALUES (?, ?, ?, ?)',
     );
+    this.#bootstrap = new BootstrapLedger(options.wal);
     this.#cursor = this.#storedCursor();
   }
 
@@ -74,18 +78,112 @@ export class Reconciler {
         const r = this.#wal.clock.receive(a.hlc);
         if (!r.ok) throw new Error(r.message);
       }
-      const result = this.#m.applyRemote(actions);
+      // Seen before (our own acknowledged actions coming back, mostly): dropped here,
+      // before the materializer asks the WAL whether each one is pending.
+      let fresh: readonly StoredAction[] = actions.filter((a) => !this.#seen.has(a.clientId, a.clientSeq));
+      const seenBefore = actions.length - fresh.length;
+      if (this.#bootstrap.phase === 'catching-up') fresh = this.#notInSnapshot(fresh);
+      const applied = this.#m.applyRemote(fresh);
+      const result = seenBefore === 0 ? applied : { ...applied, duplicates: applied.duplicates + seenBefore };
       this.#cursor = Math.max(next, this.#cursor);
       this.#wal.setMeta('cursor', String(this.#cursor));
       this.#wal.setMeta('hlc_last', String(this.#wal.clock.last));
+      // Our acknowledged actions up to the cursor have come back: confirmed state holds them.
+      this.#wal.compact(this.#cursor);
+      this.#bootstrap.settle(this.#cursor);
       this.#log(result.conflicts);
       return result;
     });
   }
 
-  /** Server acknowledgements: pending actions move into confirmed state. */
+  /**
+   * Server acknowledgements: pending actions move into confirmed state. While
+   * a bootstrap runs they are held instead (pending, seq recorded) and fold in
+   * when the pull brings them back, so our applied floor rises in clientSeq
+   * order; one the snapshot already holds is settled at once.
+   */
   acknowledge(acks: readonly Acknowledgement[]): void {
-    this.#atomically(() => this.#m.confirm(acks));
+    this.#atomically(() => {
+      const phase = this.#bootstrap.phase;
+      if (phase === 'none') {
+        this.#m.confirm(acks);
+        return;
+      }
+      for (const ack of acks) {
+        const entry = this.#wal.lookup(ack.id);
+        if (entry?.state !== 'pending') continue;
+        if (phase === 'catching-up' && this.#inSnapshot(entry.action, ack.seq)) continue;
+        this.#wal.holdAcknowledged([ack]);
+      }
+      this.#bootstrap.settle(this.#cursor);
+    });
+  }
+
+  get bootstrapPhase(): BootstrapPhase {
+    return this.#bootstrap.phase;
+  }
+
+  /** A new device (cursor 0, never bootstrapped) or an interrupted bootstrap loads a snapshot first. */
+  get needsSnapshot(): boolean {
+    return this.#bootstrap.phase === 'loading' || (this.#cursor === 0 && !this.#bootstrap.everLoaded);
+  }
+
+  /** Where to continue paging an interrupted bootstrap; null to start with the first page. */
+  get snapshotResumeToken(): string | null {
+    return this.#bootstrap.phase === 'loading' ? this.#bootstrap.resumeToken : null;
+  }
+
+  /** Starts a bootstrap from the first snapshot page (new device, reset required, or a stale page token). */
+  beginBootstrap(): void {
+    this.#atomically(() => this.#bootstrap.begin());
+    this.#records.invalidate();
+    this.#seen.reload();
+  }
+
+  /**
+   * Folds one snapshot page into confirmed state, atomically with its marks
+   * and the token of the next page. After the last page the cursor moves to
+   * the snapshot's seq; entities the snapshot no longer has are withdrawn.
+   */
+  applySnapshotPage(records: readonly EntityRecord[], seq: number, after: string | null, more: boolean): Reconciled {
+    return this.#atomically(() => {
+      const recs = records.map((r) => {
+        const t = this.#wal.clock.receive(r.hlc);
+        if (!t.ok) throw new Error(t.message);
+        const rec = recordFromJson(r);
+        this.#records.put(rec);
+        return rec;
+      });
+      this.#records.changed(recs);
+      this.#bootstrap.page(records, seq, after);
+      const keys: [string, string][] = records.map((r) => [r.collection, r.id]);
+      if (!more) {
+        keys.push(...this.#bootstrap.finishLoading());
+        for (const h of this.#wal.held()) this.#inSnapshot(h.action, h.seq);
+        this.#cursor = seq;
+        this.#wal.setMeta('cursor', String(seq));
+        this.#bootstrap.settle(seq);
+      }
+      this.#wal.setMeta('hlc_last', String(this.#wal.clock.last));
+      return { changed: this.#m.materialized(keys), conflicts: [], duplicates: 0 };
+    });
+  }
+
+  /** Pulled actions that the snapshot records do not hold yet; the others are settled without folding. */
+  #notInSnapshot(actions: readonly StoredAction[]): StoredAction[] {
+    return actions.filter((a) => !this.#inSnapshot(a, a.seq));
+  }
+
+  /**
+   * Whether the snapshot record of the action's entity already holds it; if so
+   * and it is ours, it leaves the pending set. Applied floors are left alone:
+   * they must rise in clientSeq order, and the marks already stop a second fold.
+   */
+  #inSnapshot(a: Action, seq: number): boolean {
+    const mark = this.#bootstrap.markOf(a.collection, a.entityId);
+    if (mark === undefined || seq > mark) return false;
+    if (this.#wal.lookup(a.id)?.state === 'pending') this.#wal.markAcknowledged([{ id: a.id, seq }]);
+    return true;
   }
 
   /** Permanent rejections: actions leave the local state and are reported. */
@@ -128,6 +226,7 @@ export class Reconciler {
       this.#records.invalidate();
       this.#seen.reload();
       this.#wal.reloadCounters();
+      this.#bootstrap.reload();
       this.#cursor = this.#storedCursor();
       throw err;
     }

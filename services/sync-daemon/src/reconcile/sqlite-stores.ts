@@ -90,8 +90,7 @@ export class WalPendingStore implements PendingStore {
   }
 
   get(id: string): Action | undefined {
-    const entry = this.#wal.lookup(id);
-    return entry?.state === 'pending' ? entry.action : undefined;
+    return this.#wal.pendingById(id);
   }
 
   forEntity(collection: string, id: string): readonly Action[] | undefined {
@@ -103,11 +102,7 @@ export class WalPendingStore implements PendingStore {
   add(_action: Action): void {}
 
   remove(id: string, outcome: PendingOutcome): Action | undefined {
-    const entry = this.#wal.lookup(id);
-    if (entry?.state !== 'pending') return undefined;
-    if ('seq' in outcome) this.#wal.markAcknowledged([{ id, seq: outcome.seq }]);
-    else this.#wal.markRejected([{ id, reason: outcome.reason }]);
-    return entry.action;
+    return this.#wal.settle(id, outcome);
   }
 
   keys(collection?: string): Iterable<readonly [string, string]> {

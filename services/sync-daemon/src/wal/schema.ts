@@ -27,6 +27,15 @@ CREATE TABLE IF NOT EXISTS wal (
 );
 CREATE INDEX IF NOT EXISTS wal_pending_by_entity ON wal (collection, entity_id) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS wal_acknowledged_by_seq ON wal (seq) WHERE state = 1;
+-- Pending with a seq: acknowledged while a snapshot bootstrap runs, folded when pulled back.
+CREATE INDEX IF NOT EXISTS wal_held ON wal (client_seq) WHERE state = 0 AND seq IS NOT NULL;
+
+-- Event ids of compacted WAL rows: an app retry or a redelivery of a change
+-- whose row is gone must still be recognised. Pruned by age.
+CREATE TABLE IF NOT EXISTS compacted_events (
+  event_id TEXT PRIMARY KEY,
+  at       INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- Captured input that could not become an action, kept with the reason.
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -61,4 +70,20 @@ CREATE TABLE IF NOT EXISTS conflicts (
   entity_id  TEXT NOT NULL,
   record     TEXT NOT NULL
 );
+
+-- Snapshot bootstrap (docs/daemon.md): the seq each snapshot record was served
+-- at, so a pulled action already folded into it is not folded twice.
+CREATE TABLE IF NOT EXISTS bootstrap_marks (
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  PRIMARY KEY (collection, entity_id)
+) WITHOUT ROWID;
+
+-- Entities held before a bootstrap that no snapshot page has brought back yet.
+CREATE TABLE IF NOT EXISTS bootstrap_stale (
+  collection TEXT NOT NULL,
+  entity_id  TEXT NOT NULL,
+  PRIMARY KEY (collection, entity_id)
+) WITHOUT ROWID;
 `;

@@ -55,6 +55,7 @@ export class WalStore {
   #nextClientSeq: number;
   /** Kept in memory: the overlay asks on every remote action whether anything is pending. */
   #pendingCount: number;
+  #prunedAt = 0;
   readonly #stmts;
 
   private constructor(db: Database.Database, options: WalStoreOptions) {
@@ -86,7 +87,15 @@ export class WalStore {
         `INSERT INTO wal (client_seq, id, event_id, collection, entity_id, body, bytes)
          VALUES (@clientSeq, @id, @eventId, @collection, @entityId, @body, @bytes)`,
       ),
-      hasEvent: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM wal WHERE event_id = ?'),
+      hasEvent: db.prepare<[string, string], { one: number }>(
+        `SELECT 1 AS one FROM wal WHERE event_id = ?
+         UNION ALL SELECT 1 FROM compacted_events WHERE event_id = ? LIMIT 1`,
+      ),
+      keepEvents: db.prepare<[number, number]>(
+        `INSERT OR IGNORE INTO compacted_events (event_id, at)
+         SELECT event_id, ? FROM wal WHERE state = 1 AND seq <= ? AND event_id IS NOT NULL`,
+      ),
+      pruneEvents: db.prepare<[number]>('DELETE FROM compacted_events WHERE at < ?'),
       pendingPage: db.prepare<[number, number], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
       ),
@@ -97,10 +106,27 @@ export class WalStore {
         'SELECT client_seq, body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
       ),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM wal WHERE state = 0'),
+      pendingAtOrBelow: db.prepare<[number], { one: number }>(
+        'SELECT 1 AS one FROM wal WHERE client_seq <= ? AND state = 0 LIMIT 1',
+      ),
       byId: db.prepare<[string], { client_seq: number; state: number; seq: number | null; body: string }>(
         'SELECT client_seq, state, seq, body FROM wal WHERE id = ?',
       ),
       acknowledge: db.prepare<[number, string]>('UPDATE wal SET state = 1, seq = ? WHERE id = ? AND state = 0'),
+      pendingById: db.prepare<[string], WalRow & { client_seq: number }>(
+        'SELECT client_seq, body FROM wal WHERE id = ? AND state = 0',
+      ),
+      takeAcknowledged: db.prepare<[number, string], WalRow & { client_seq: number }>(
+        'UPDATE wal SET state = 1, seq = ? WHERE id = ? AND state = 0 RETURNING client_seq, body',
+      ),
+      takeRejected: db.prepare<[string, string], WalRow & { client_seq: number }>(
+        'UPDATE wal SET state = 2, reason = ? WHERE id = ? AND state = 0 RETURNING client_seq, body',
+      ),
+      hold: db.prepare<[number, string]>('UPDATE wal SET seq = ? WHERE id = ? AND state = 0'),
+      held: db.prepare<[], WalRow & { client_seq: number; seq: number }>(
+        'SELECT client_seq, body, seq FROM wal WHERE state = 0 AND seq IS NOT NULL ORDER BY client_seq',
+      ),
+      anyHeld: db.prepare<[], { one: number }>('SELECT 1 AS one FROM wal WHERE state = 0 AND seq IS NOT NULL LIMIT 1'),
       reject: db.prepare<[string, string]>('UPDATE wal SET state = 2, reason = ? WHERE id = ? AND state = 0'),
       compact: db.prepare<[number]>('DELETE FROM wal WHERE state = 1 AND seq <= ?'),
       deadLetter: db.prepare(
@@ -118,8 +144,10 @@ export class WalStore {
   static open(path: string, options: WalStoreOptions): WalStore {
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
-    // An acknowledgement to the bus means the change survives power loss.
-    db.pragma('synchronous = FULL');
+    // Pulled pages and acknowledgements can be fetched again from the server, so
+    // they commit with NORMAL (durable against a crash; a power loss may roll back
+    // the newest ones, whole). Captured intent commits with FULL: see durably().
+    db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.exec(WAL_SCHEMA);
     const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
@@ -146,14 +174,14 @@ export class WalStore {
     // Counters advance only once the transaction has committed: a rolled-back
     // batch must not leave a hole in clientSeq (the server would call it a gap).
     let nextClientSeq = this.#nextClientSeq;
-    const result = this.#db.transaction((): AppendResult => {
+    const result = this.durably((): AppendResult => {
       nextClientSeq = this.#nextClientSeq;
       const appended: Action[] = [];
       let duplicates = 0;
       const seenInBatch = new Set<string>();
       for (const event of events) {
         if (event.eventId !== undefined) {
-          if (seenInBatch.has(event.eventId) || this.#stmts.hasEvent.get(event.eventId) !== undefined) {
+          if (seenInBatch.has(event.eventId) || this.#stmts.hasEvent.get(event.eventId, event.eventId) !== undefined) {
             duplicates++;
             continue;
           }
@@ -190,10 +218,25 @@ export class WalStore {
         this.#stmts.setMeta.run('hlc_last', String(this.clock.last));
       }
       return { appended, duplicates };
-    })();
+    });
     this.#nextClientSeq = nextClientSeq;
     this.#pendingCount += result.appended.length;
     return result;
+  }
+
+  /**
+   * Runs `fn` in one transaction that is fsynced at commit: an acknowledgement
+   * to the bus (or an outbox row deleted) means the change survives power loss.
+   * Inside an outer transaction, the outer one must be opened with durably().
+   */
+  durably<T>(fn: () => T): T {
+    if (this.#db.inTransaction) return this.#db.transaction(fn)();
+    this.#db.pragma('synchronous = FULL');
+    try {
+      return this.#db.transaction(fn)();
+    } finally {
+      this.#db.pragma('synchronous = NORMAL');
+    }
   }
 
   /** Up to `limit` pending actions after `afterClientSeq`, in clientSeq order. */
@@ -217,6 +260,16 @@ export class WalStore {
     return this.#pendingCount;
   }
 
+  /** The clientSeq of the newest action appended so far (0 for none). */
+  get lastClientSeq(): number {
+    return this.#nextClientSeq - 1;
+  }
+
+  /** Whether any action at or below `clientSeq` still awaits its acknowledgement. */
+  hasPendingAtOrBelow(clientSeq: number): boolean {
+    return this.#stmts.pendingAtOrBelow.get(clientSeq) !== undefined;
+  }
+
   /** Re-reads the in-memory counters after a rolled-back transaction. */
   reloadCounters(): void {
     this.#pendingCount = this.#stmts.pendingCount.get()?.n ?? 0;
@@ -238,6 +291,27 @@ export class WalStore {
     return { state, seq: row.seq, action: decodeAction(row.body, row.client_seq) };
   }
 
+  /** The pending action with this id; undefined when it is not pending (the row is only decoded then). */
+  pendingById(id: string): Action | undefined {
+    const row = this.#stmts.pendingById.get(id);
+    return row === undefined ? undefined : decodeAction(row.body, row.client_seq);
+  }
+
+  /**
+   * Settles one pending action in a single statement (the caller's transaction):
+   * acknowledged with its seq, or rejected with the reason. Returns the action,
+   * or undefined when it was not pending.
+   */
+  settle(id: string, outcome: { seq: number } | { reason: string }): Action | undefined {
+    const row =
+      'seq' in outcome
+        ? this.#stmts.takeAcknowledged.get(outcome.seq, id)
+        : this.#stmts.takeRejected.get(outcome.reason, id);
+    if (row === undefined) return undefined;
+    this.#pendingCount--;
+    return decodeAction(row.body, row.client_seq);
+  }
+
   /** Records server seqs; returns how many pending entries it acknowledged. */
   markAcknowledged(acks: readonly { id: string; seq: number }[]): number {
     const n = this.#db.transaction(() =>
@@ -245,6 +319,23 @@ export class WalStore {
     )();
     this.#pendingCount -= n;
     return n;
+  }
+
+  /**
+   * Records an acknowledgement's seq but leaves the action pending: while a
+   * snapshot bootstrap runs, our actions fold in when pulled back, in seq order.
+   */
+  holdAcknowledged(acks: readonly { id: string; seq: number }[]): void {
+    for (const a of acks) this.#stmts.hold.run(a.seq, a.id);
+  }
+
+  /** Pending actions with a held acknowledgement, in clientSeq order. */
+  held(): { action: Action; seq: number }[] {
+    return this.#stmts.held.all().map((r) => ({ action: decodeAction(r.body, r.client_seq), seq: r.seq }));
+  }
+
+  hasHeld(): boolean {
+    return this.#stmts.anyHeld.get() !== undefined;
   }
 
   /** Marks permanent failures; they leave the pending queue but stay in the log with the reason. */
@@ -256,8 +347,19 @@ export class WalStore {
     return n;
   }
 
-  /** Deletes acknowledged entries at or below `seq` (their effect lives in confirmed state). */
-  compact(seq: number): number {
+  /**
+   * Deletes acknowledged entries at or below `seq` (their effect lives in
+   * confirmed state), keeping their event ids for deduplication for
+   * `keepEventsMs` (JetStream redelivers within seconds; app retries are bounded too).
+   */
+  compact(seq: number, keepEventsMs = 7 * 24 * 3_600_000): number {
+    const now = this.#now();
+    this.#stmts.keepEvents.run(now, seq);
+    // Pruning scans the table: at most once an hour.
+    if (now - this.#prunedAt > 3_600_000) {
+      this.#stmts.pruneEvents.run(now - keepEventsMs);
+      this.#prunedAt = now;
+    }
     return this.#stmts.compact.run(seq).changes;
   }
 

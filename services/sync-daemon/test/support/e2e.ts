@@ -63,8 +63,16 @@ export async function spawnDaemon(
 }
 
 /** Spawns `ferry api` on `natsUrl` with its store under `dataDir`, resolving once it is ready. */
-export async function spawnApi(procs: ProcessGroup, natsUrl: string, dataDir: string): Promise<ServiceProcess> {
-  const api = procs.spawn({ name: 'api', args: [FERRY_BIN, 'api', '--nats-url', natsUrl, '--data-dir', dataDir] });
+export async function spawnApi(
+  procs: ProcessGroup,
+  natsUrl: string,
+  dataDir: string,
+  extraArgs: readonly string[] = [],
+): Promise<ServiceProcess> {
+  const api = procs.spawn({
+    name: 'api',
+    args: [FERRY_BIN, 'api', '--nats-url', natsUrl, '--data-dir', dataDir, ...extraArgs],
+  });
   await api.waitForLine(/api ready/, 20_000);
   return api;
 }
