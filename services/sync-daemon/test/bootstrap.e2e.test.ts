@@ -35,7 +35,6 @@ interface Device {
 let upstream: NatsServerHandle;
 let dir: TempDir;
 let probe: NatsConnection;
-let api: ServiceProcess;
 const procs = new ProcessGroup();
 const devices: Device[] = [];
 
@@ -144,7 +143,7 @@ async function converges(d: Device, expectedCount: number): Promise<void> {
         .join('; ');
       return bad.length === 0;
     },
-    { timeoutMs: 60_000, describe: async () => `server has ${log.length}; ${diff}` },
+    { timeoutMs: 60_000, describe: () => Promise.resolve(`server has ${log.length}; ${diff}`) },
   );
 }
 
@@ -154,7 +153,7 @@ beforeAll(async () => {
   // Retention of ~1.7 s, purged every second: a device away longer than that is left behind.
   const apiConfig = join(dir.path, 'api.json');
   writeFileSync(apiConfig, JSON.stringify({ retention: { windowDays: 2e-5, purgeIntervalMs: 1000 } }));
-  api = await spawnApi(procs, upstream.url, join(dir.path, 'api'), ['--config', apiConfig]);
+  await spawnApi(procs, upstream.url, join(dir.path, 'api'), ['--config', apiConfig]);
   probe = await connect({ servers: upstream.url, inboxPrefix: '_INBOX_acme' });
   await serverLog();
   recording = setInterval(() => void serverLog().catch(() => undefined), 250);

@@ -205,7 +205,7 @@ describe('Reconciler', () => {
         const server = new Materializer();
         const log: StoredAction[] = [];
         const store = (a: Action): number => {
-          const stored = { ...a, seq: log.length + 1 } as StoredAction;
+          const stored: StoredAction = { ...a, seq: log.length + 1 };
           log.push(stored);
           server.applyRemote([stored]);
           return stored.seq;
@@ -217,8 +217,8 @@ describe('Reconciler', () => {
         const run = (m: { kind: Step; id: string; op: Action['op']; v: number; dt: number }): void => {
           const fields = m.op === 'delete' ? undefined : { f: m.v };
           if (m.kind === 'remote') {
-            const r = remote(m.id, m.op, fields, m.dt);
-            store({ ...r, seq: undefined } as unknown as Action);
+            const { seq: _unused, ...r } = remote(m.id, m.op, fields, m.dt);
+            store(r);
           } else if (m.kind === 'local') {
             wal.appendMany([change(m.id, m.op, fields)]);
           } else if (m.kind === 'push' || m.kind === 'push-ack-later') {
