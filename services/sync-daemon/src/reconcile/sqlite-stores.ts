@@ -20,7 +20,8 @@ import type { WalStore } from '../wal/wal-store.js';
 const key = (collection: string, id: string): string => `${collection}\u0000${id}`;
 
 export class SqliteRecordStore implements RecordStore {
-  readonly #cache = new Map<string, EntityRec>();
+  /** null: known to have no row (new entities are looked up at capture and again at acknowledgement). */
+  readonly #cache = new Map<string, EntityRec | null>();
   readonly #select;
   readonly #upsert;
   readonly #keys;
@@ -45,9 +46,12 @@ export class SqliteRecordStore implements RecordStore {
   get(collection: string, id: string): EntityRec | undefined {
     const k = key(collection, id);
     const cached = this.#cache.get(k);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return cached ?? undefined;
     const row = this.#select.get(collection, id);
-    if (row === undefined) return undefined;
+    if (row === undefined) {
+      this.#cache.set(k, null);
+      return undefined;
+    }
     const rec = recordFromJson(decodeStored(entityRecordSchema, row.record, `entities row ${collection}/${id}`));
     this.#cache.set(k, rec);
     return rec;
