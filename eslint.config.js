@@ -16,6 +16,8 @@ export default tseslint.config(
       'bench/**',
       'scripts/**',
       'bin/**',
+      // Plain-JS apps outside the workspaces (they show the bus and attach mode from the outside).
+      'examples/**',
     ],
   },
   js.configs.recommended,

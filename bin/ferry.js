@@ -10,6 +10,7 @@ const ROLES = {
   watch: '@ferry/sync-daemon/cli',
   doctor: '@ferry/sync-daemon/cli',
   demo: '@ferry/sync-daemon/cli',
+  start: '@ferry/sync-daemon/cli',
 };
 
 const USAGE = `usage: ferry <command> [options]
@@ -23,6 +24,7 @@ commands:
   watch    --config FILE [--json]                           live sync events
   doctor   --config FILE                                    check NATS, JetStream, stores, clock
   demo                                                      two devices converging
+  start    [--dir DIR]                                      NATS, the API and one daemon, locally
 
 run 'ferry <command> --help' for a command's options`;
 

@@ -21,6 +21,11 @@ export const ConflictResolution = {
   Rejected: 'rejected',
   /** A custom merge function produced the result. */
   Custom: 'custom',
+  /**
+   * Two devices minted the same key for different rows (an attached SQLite table
+   * with INTEGER PRIMARY KEY): reported, and not merged into the app's table.
+   */
+  IdCollision: 'id-collision',
 } as const;
 export type ConflictResolution = (typeof ConflictResolution)[keyof typeof ConflictResolution];
 
@@ -47,6 +52,7 @@ export const conflictRecordSchema = z.strictObject({
     ConflictResolution.DeleteWins,
     ConflictResolution.Rejected,
     ConflictResolution.Custom,
+    ConflictResolution.IdCollision,
   ]),
   reason: z.string().optional(),
 });

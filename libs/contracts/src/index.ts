@@ -14,3 +14,4 @@ export * from './sync-event.js';
 export * from './config.js';
 export * from './subjects.js';
 export * from './protocol-version.js';
+export * from './daemon-http.js';

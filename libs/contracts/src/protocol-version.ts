@@ -4,5 +4,7 @@
  * cannot slip through unnoticed.
  *
  * 1: initial protocol (DESIGN §5, §6, §7), pull carries an optional clientId.
+ * 2: conflict resolution "id-collision" (SQLite attach mode: two devices minted the same integer key);
+ *    sync events "bootstrap-started" and "snapshot-applied" (snapshot bootstrap in the daemon).
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;

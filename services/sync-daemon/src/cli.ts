@@ -9,14 +9,25 @@ import { uuidv7 } from 'uuidv7';
 import { policyBookFromConfig } from '@ferry/domain';
 import { loadDaemonConfig } from './config/load-config.js';
 import { SyncEngine } from './engine/sync-engine.js';
+import { runAttachCli } from './source/attach-cli.js';
+import { describeConnectError } from './cli/common.js';
+import { runOperatorCli } from './cli/operator-commands.js';
+import { DaemonHttpServer } from './http/http-server.js';
+import { daemonDbPath, recentConflicts } from './observe/conflict-log.js';
+import { checkSqliteFile } from './observe/store-check.js';
 
 const HELP = `usage: ferry daemon --config FILE [--verbose]
 
-Runs the sync sidecar for one app: captures changes from the local bus,
+Runs the sync sidecar for one app: captures changes from the local bus (or,
+with "source": {"kind": "sqlite", "path": FILE}, from the app's SQLite file),
 keeps them in a WAL under dataDir, syncs them with the API, and publishes
-reconciled state back on the bus. Environment: FERRY_CONFIG, FERRY_DATA_DIR,
-FERRY_BUS_URL, FERRY_UPSTREAM_URL, FERRY_LOG_LEVEL, FERRY_CLOCK_SKEW_MS
-(diagnostics: pretend the wall clock is off by this many ms).`;
+reconciled state back on the bus (and writes it back into the SQLite file).
+With "http": {"host": "127.0.0.1", "port": 7070} in the config (port 0: a free
+one, logged as "http listening") it also serves /metrics, /healthz, /status
+and a live status page at /. Environment: FERRY_CONFIG, FERRY_DATA_DIR,
+FERRY_BUS_URL, FERRY_UPSTREAM_URL, FERRY_HTTP_HOST, FERRY_HTTP_PORT,
+FERRY_LOG_LEVEL, FERRY_CLOCK_SKEW_MS (diagnostics: pretend the wall clock is
+off by this many ms).`;
 
 function flag(argv: readonly string[], name: string): string | undefined {
   const at = argv.indexOf(name);
@@ -26,6 +37,9 @@ function flag(argv: readonly string[], name: string): string | undefined {
 }
 
 export async function runCli(role: string, argv: string[]): Promise<number> {
+  if (role === 'attach' || role === 'detach') return runAttachCli(role, argv);
+  const operator = runOperatorCli(role, argv);
+  if (operator !== null) return operator;
   if (role !== 'daemon') {
     process.stderr.write(`ferry ${role}: not available in this build yet\n`);
     return 2;
@@ -50,9 +64,18 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
     process.stderr.write(`ferry daemon: ${policies.message}\n`);
     return 2;
   }
+  // A damaged or foreign file is one line naming it, before anything opens it for writing.
+  for (const path of [daemonDbPath(config.dataDir), ...(config.source.kind === 'sqlite' ? [config.source.path] : [])]) {
+    const store = checkSqliteFile(path);
+    if (!store.ok) {
+      process.stderr.write(`ferry daemon: ${store.message}\n`);
+      return 1;
+    }
+  }
   let bus: NatsConnection | undefined;
   let upstream: NatsConnection | undefined;
   let engine: SyncEngine | undefined;
+  let http: DaemonHttpServer | undefined;
   try {
     const auth = (c: { user?: string | undefined; pass?: string | undefined; token?: string | undefined }) => ({
       ...(c.user === undefined ? {} : { user: c.user }),
@@ -64,6 +87,8 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
       name: `ferry-daemon-bus-${config.app}`,
       maxReconnectAttempts: -1,
       ...auth(config.bus),
+    }).catch((err: unknown) => {
+      throw new Error(`cannot reach the bus NATS at ${config.bus.url}: ${describeConnectError(err)}`, { cause: err });
     });
     // Offline-first: the device works without its server; the sync half attaches once the link is up.
     const upstreamReady = connect({
@@ -79,6 +104,18 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
     const now = Number.isFinite(skewMs) && skewMs !== 0 ? () => Date.now() + skewMs : Date.now;
     engine = new SyncEngine({ config, policies: policies.book, bus, logger, newId: uuidv7, now });
     await engine.start();
+    if (config.http !== undefined) {
+      // Off unless configured: a fixed default port would collide between daemons on one host.
+      http = new DaemonHttpServer({
+        config: { ...config, http: config.http },
+        engine,
+        bus,
+        logger: logger.child({ component: 'http' }),
+        seedConflicts: recentConflicts(engine.wal.db, 50),
+      });
+      const url = await http.start();
+      logger.info({ url, metrics: `${url}/metrics`, page: `${url}/` }, 'http listening');
+    }
     const started = engine;
     upstreamReady.then(
       (nc) => {
@@ -92,6 +129,7 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`ferry daemon: ${message}\n`);
     if (verbose && err instanceof Error && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+    await http?.stop().catch(() => undefined);
     await engine?.stop().catch(() => undefined);
     await bus?.close().catch(() => undefined);
     await upstream?.close().catch(() => undefined);
@@ -109,6 +147,7 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
       stopping = true;
       logger.info({ signal }, 'stopping');
       void (async () => {
+        await http?.stop();
         await running.stop();
         await bus?.drain().catch(() => undefined);
         await upstream?.drain().catch(() => undefined);

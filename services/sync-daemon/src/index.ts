@@ -12,3 +12,18 @@ export { Uploader, type UploaderOptions } from './upload/uploader.js';
 export { Downloader, type DownloaderOptions } from './download/downloader.js';
 export { BusPublisher, type BusPublisherOptions } from './publish/bus-publisher.js';
 export { loadDaemonConfig } from './config/load-config.js';
+export { SqliteSource, type SqliteSourceOptions } from './source/sqlite-source.js';
+export {
+  attach,
+  detach,
+  installCapture,
+  readAttachment,
+  type Attachment,
+  type AttachReport,
+  type DetachReport,
+} from './source/sqlite-attach.js';
+export { inspectSchema, type TableSpec, type TableProblem, type Inspection } from './source/sqlite-schema.js';
+export { encodeEntityId, decodeEntityId, toJsonValue, toBindValue } from './source/sqlite-values.js';
+export { DaemonHttpServer, type DaemonHttpOptions, type ObservedEngine } from './http/http-server.js';
+export { SyncMetrics, METRIC_NAMES } from './http/metrics.js';
+export { StatusView } from './http/status-view.js';

@@ -27,6 +27,14 @@ export function loadDaemonConfig(path: string | undefined, env: NodeJS.ProcessEn
   if (env.FERRY_BUS_URL !== undefined) merged.bus = { ...(merged.bus as object), url: env.FERRY_BUS_URL };
   if (env.FERRY_UPSTREAM_URL !== undefined)
     merged.upstream = { ...(merged.upstream as object), url: env.FERRY_UPSTREAM_URL };
+  // Setting either turns the HTTP side on (metrics, status page); FERRY_HTTP_PORT=0 picks a free port.
+  if (env.FERRY_HTTP_HOST !== undefined || env.FERRY_HTTP_PORT !== undefined) {
+    merged.http = {
+      ...(merged.http as object),
+      ...(env.FERRY_HTTP_HOST === undefined ? {} : { host: env.FERRY_HTTP_HOST }),
+      ...(env.FERRY_HTTP_PORT === undefined ? {} : { port: Number(env.FERRY_HTTP_PORT) }),
+    };
+  }
   const parsed = parseWith(daemonConfigSchema, merged, file);
   return parsed.ok ? { ok: true, config: parsed.value } : { ok: false, message: parsed.message };
 }

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import {
   FerryError,
   busSubjects,
+  type Action,
   type DaemonConfig,
   type EntityState,
   type StatusReply,
@@ -20,6 +21,7 @@ import { BusCapture } from '../capture/bus-capture.js';
 import { Downloader } from '../download/downloader.js';
 import { BusPublisher } from '../publish/bus-publisher.js';
 import { Reconciler, type Reconciled } from '../reconcile/reconciler.js';
+import { SqliteSource } from '../source/sqlite-source.js';
 import { Uploader } from '../upload/uploader.js';
 import { WalStore } from '../wal/wal-store.js';
 
@@ -40,7 +42,9 @@ export class SyncEngine {
   readonly #o: SyncEngineOptions;
   readonly #now: () => number;
   readonly #publisher: BusPublisher;
-  readonly #capture: BusCapture;
+  readonly #capture: BusCapture | SqliteSource;
+  /** The SQLite attach source (`source.kind: "sqlite"`), which also writes reconciled changes back. */
+  readonly #source: SqliteSource | null = null;
   #uploader: Uploader | null = null;
   #downloader: Downloader | null = null;
   #started = false;
@@ -58,6 +62,10 @@ export class SyncEngine {
         // Confirmed state lives in SQLite, whose record form cannot hold a custom merge's history yet.
         throw new FerryError('invalid', `collections.${name}.policy: "custom" is not supported by the daemon yet`);
       }
+      if (c.policy === 'reject-stale' && config.source.kind === 'sqlite') {
+        // A SQLite write carries no baseVersion, so the server would refuse every update as stale.
+        throw new FerryError('invalid', `collections.${name}.policy: "reject-stale" needs the bus source`);
+      }
     }
     const now = (this.#now = options.now ?? Date.now);
     mkdirSync(config.dataDir, { recursive: true });
@@ -66,7 +74,28 @@ export class SyncEngine {
       newId: options.newId,
       now,
     });
-    this.reconciler = new Reconciler({ wal: this.wal, policies: options.policies, now });
+    const emit = (event: SyncEvent) => this.#emit(event);
+    const known = config.strictCollections ? new Set(Object.keys(config.collections)) : null;
+    const onAppended = (actions: readonly Action[]) => {
+      this.#publisher.publishState(this.reconciler.viewsOf(actions), this.reconciler.cursor);
+      this.#uploader?.poke();
+    };
+    if (config.source.kind === 'sqlite') {
+      this.#source = new SqliteSource({
+        path: config.source.path,
+        tables: config.source.tables,
+        wal: this.wal,
+        logger: logger.child({ component: 'sqlite-source' }),
+        emit,
+        now,
+        newId: options.newId,
+        // The app's file already holds its own writes: no state batch per capture, just upload.
+        onAppended: () => this.#uploader?.poke(),
+        knownCollections: known,
+      });
+    }
+    const reconcilerOptions = { wal: this.wal, policies: options.policies, now };
+    this.reconciler = this.#source?.createReconciler(reconcilerOptions) ?? new Reconciler(reconcilerOptions);
     const subjects = busSubjects(config.app, config.bus.prefix);
     this.#publisher = new BusPublisher({
       nc: options.bus,
@@ -75,22 +104,19 @@ export class SyncEngine {
       status: () => this.status(),
       query: (collection, id) => this.#query(collection, id),
     });
-    const emit = (event: SyncEvent) => this.#emit(event);
-    const known = config.strictCollections ? new Set(Object.keys(config.collections)) : null;
-    this.#capture = new BusCapture({
-      nc: options.bus,
-      app: config.app,
-      changesSubject: subjects.changes,
-      wal: this.wal,
-      logger: logger.child({ component: 'capture' }),
-      emit,
-      now,
-      knownCollections: known,
-      onAppended: (actions) => {
-        this.#publisher.publishState(this.reconciler.viewsOf(actions), this.reconciler.cursor);
-        this.#uploader?.poke();
-      },
-    });
+    this.#capture =
+      this.#source ??
+      new BusCapture({
+        nc: options.bus,
+        app: config.app,
+        changesSubject: subjects.changes,
+        wal: this.wal,
+        logger: logger.child({ component: 'capture' }),
+        emit,
+        now,
+        knownCollections: known,
+        onAppended,
+      });
     if (options.upstream !== undefined) this.attachUpstream(options.upstream);
   }
 
@@ -213,6 +239,7 @@ export class SyncEngine {
   }
 
   #reconciled(result: Reconciled, _why: string): void {
+    this.#source?.writeBack(result);
     this.#publisher.publishState(result.changed, this.reconciler.cursor);
     const at = this.#now();
     for (const conflict of result.conflicts) this.#emit({ type: 'conflict', at, conflict });
