@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { TenantId } from '@ferry/contracts';
+import type { Action, TenantId } from '@ferry/contracts';
 import { PolicyBook } from '@ferry/domain';
 import { makeTempDir, type TempDir } from '@ferry/testing';
 import { SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
@@ -129,7 +129,8 @@ describe('SqliteStore write-behind records', () => {
     await s.push(T, { clientId: c.clientId, actions: [c.create('c', {}), c.create('d', {})], now: 0 });
     expect(fileState(path).recordsThrough).toBe(0); // the push itself replied first
     await nextTurn();
-    expect(fileState(path)).toMatchObject({ recordsThrough: 4, entities: 4 });
+    // Started after the reply; the writer thread commits it a moment later.
+    await vi.waitFor(() => expect(fileState(path)).toMatchObject({ recordsThrough: 4, entities: 4 }));
   });
 
   it('checkpoints T ms after the first change since the last checkpoint', async () => {
@@ -141,7 +142,78 @@ describe('SqliteStore write-behind records', () => {
     await s.push(T, { clientId: c.clientId, actions: [c.create('b', {})], now: 0 });
     expect(fileState(path).recordsThrough).toBe(0);
     vi.advanceTimersByTime(1);
-    expect(fileState(path)).toMatchObject({ recordsThrough: 2, entities: 2 });
+    await vi.waitFor(() => expect(fileState(path)).toMatchObject({ recordsThrough: 2, entities: 2 }));
+  });
+
+  it('migrates a version-2 file: its log index by client becomes runs, and retries get their original seqs', async () => {
+    const db = new Database(path);
+    db.exec(`CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, head_seq INTEGER NOT NULL DEFAULT 0,
+        purged_through INTEGER NOT NULL DEFAULT 0, records_through INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE clients (id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL, client_id TEXT NOT NULL,
+        high_client_seq INTEGER NOT NULL DEFAULT 0, cursor INTEGER, last_seen INTEGER NOT NULL, UNIQUE (tenant, client_id));
+      CREATE TABLE actions (tenant INTEGER NOT NULL, seq INTEGER NOT NULL, client INTEGER NOT NULL,
+        client_seq INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY (tenant, seq)) WITHOUT ROWID;
+      CREATE UNIQUE INDEX actions_by_client ON actions (tenant, client, client_seq);
+      CREATE TABLE rejections (tenant INTEGER NOT NULL, client INTEGER NOT NULL, client_seq INTEGER NOT NULL,
+        id TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (tenant, client, client_seq)) WITHOUT ROWID;`);
+    const a = simClient();
+    const b = simClient();
+    const byA = [
+      a.create('x', {}),
+      a.update('x', { n: 1 }),
+      a.update('x', { n: 2 }),
+      a.create('y', {}),
+      a.create('z', {}),
+    ];
+    const byB = [b.create('w', {}), b.update('w', { n: 1 })];
+    // Stored as version 2 would have: A1 A2 B1 (A3 rejected) A4 B2 A5.
+    const log: [number, Action][] = [
+      [1, byA[0] as Action],
+      [1, byA[1] as Action],
+      [2, byB[0] as Action],
+      [1, byA[3] as Action],
+      [2, byB[1] as Action],
+      [1, byA[4] as Action],
+    ];
+    db.exec(`INSERT INTO tenants (id, name, head_seq) VALUES (1, '${T}', 6);
+      INSERT INTO clients (id, tenant, client_id, high_client_seq, last_seen) VALUES (1, 1, '${a.clientId}', 5, 0), (2, 1, '${b.clientId}', 2, 0);`);
+    const insert = db.prepare('INSERT INTO actions (tenant, seq, client, client_seq, json) VALUES (1, ?, ?, ?, ?)');
+    log.forEach(([client, action], i) =>
+      insert.run(i + 1, client, action.clientSeq, JSON.stringify({ ...action, seq: i + 1 })),
+    );
+    db.prepare('INSERT INTO rejections VALUES (1, 1, 3, ?, ?, 0)').run(byA[2]?.id, 'stale: it was');
+    db.pragma('user_version = 2');
+    db.close();
+
+    const s = open();
+    const again = await s.push(T, { clientId: a.clientId, actions: byA, now: 0 });
+    expect(again.results.map((r) => [r.status, r.seq])).toEqual([
+      ['duplicate', 1],
+      ['duplicate', 2],
+      ['rejected', undefined],
+      ['duplicate', 4],
+      ['duplicate', 6],
+    ]);
+    expect(again.results[2]?.reason).toBe('stale: it was');
+    const againB = await s.push(T, { clientId: b.clientId, actions: byB, now: 0 });
+    expect(againB.results.map((r) => [r.status, r.seq])).toEqual([
+      ['duplicate', 3],
+      ['duplicate', 5],
+    ]);
+    const check = new Database(path, { readonly: true });
+    try {
+      expect(check.prepare("SELECT name FROM sqlite_master WHERE name = 'actions_by_client'").all()).toEqual([]);
+      expect(check.prepare('SELECT * FROM client_runs ORDER BY client, first_client_seq').raw().all()).toEqual([
+        [1, 1, 1, 2, 1],
+        [1, 1, 4, 4, 4],
+        [1, 1, 5, 5, 6],
+        [1, 2, 1, 1, 3],
+        [1, 2, 2, 2, 5],
+      ]);
+      expect(check.pragma('user_version', { simple: true })).toBe(3);
+    } finally {
+      check.close();
+    }
   });
 
   it('migrates a version-1 file: its records were written in each push, so they count as checkpointed', async () => {
@@ -173,6 +245,69 @@ describe('SqliteStore specifics', () => {
       expect(db.pragma('synchronous', { simple: true })).toBe(2); // 2 = FULL
     } finally {
       db.close();
+    }
+  });
+
+  it('a write that does not commit is answered `unavailable`, and the store goes on from what the file holds', async () => {
+    dir = await makeTempDir('ferry-store-');
+    const path = join(dir.path, 's.sqlite');
+    const store = SqliteStore.open({ path, policies: new PolicyBook() });
+    try {
+      const c = simClient();
+      await store.push(T, { clientId: c.clientId, actions: [c.create('a', { v: 1 })], now: 0 });
+      // Someone moves the head behind the store's back: its next write-set no longer fits the file.
+      const other = new Database(path);
+      other.prepare('UPDATE tenants SET head_seq = head_seq + 5').run();
+      other.close();
+      const batch = [c.update('a', { v: 2 }), c.create('b', {})];
+      await expect(store.push(T, { clientId: c.clientId, actions: batch, now: 0 })).rejects.toMatchObject({
+        code: 'unavailable',
+      });
+      // Nothing of the refused batch is left in memory: not its folds, not its clientSeqs.
+      const before = await store.snapshot(T, { after: null, limit: 10, maxBytes: 1 << 20 });
+      expect(before.records.map((r) => JSON.parse(r) as unknown)).toEqual([
+        expect.objectContaining({ id: 'a', version: 1, seq: 1, fields: { v: expect.objectContaining({ value: 1 }) } }),
+      ]);
+      const retry = await store.push(T, { clientId: c.clientId, actions: batch, now: 0 });
+      expect(retry.results.map((r) => [r.status, r.seq])).toEqual([
+        ['accepted', 7],
+        ['accepted', 8],
+      ]);
+      const after = await store.snapshot(T, { after: null, limit: 10, maxBytes: 1 << 20 });
+      expect(after.records.map((r) => JSON.parse(r) as unknown)).toEqual([
+        expect.objectContaining({ id: 'a', version: 2, seq: 7, fields: { v: expect.objectContaining({ value: 2 }) } }),
+        expect.objectContaining({ id: 'b', version: 1, seq: 8 }),
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('serves no action of a push before that push is answered (its WAL synced)', async () => {
+    dir = await makeTempDir('ferry-store-');
+    const path = join(dir.path, 's.sqlite');
+    const store = SqliteStore.open({ path, policies: new PolicyBook(), walSyncDelayMs: 300 });
+    try {
+      const c = simClient();
+      await store.push(T, { clientId: c.clientId, actions: [c.create('a', {})], now: 0 });
+      let answered = false;
+      const pending = store.push(T, { clientId: c.clientId, actions: [c.update('a', { v: 2 })], now: 0 });
+      void pending.then(() => (answered = true));
+      // Committed (another connection sees the row) but not yet synced, so not answered.
+      const other = new Database(path, { readonly: true });
+      try {
+        await vi.waitFor(() => expect(other.prepare('SELECT COUNT(*) FROM actions').pluck().get()).toBe(2));
+      } finally {
+        other.close();
+      }
+      const during = await store.pull(T, { since: 0, limit: 10, now: 0, maxBytes: 1 << 20 });
+      expect(answered).toBe(false);
+      expect([during.actions.length, during.next, during.more, during.headSeq]).toEqual([1, 1, false, 1]);
+      await pending;
+      const after = await store.pull(T, { since: 0, limit: 10, now: 0, maxBytes: 1 << 20 });
+      expect([after.actions.length, after.next, after.headSeq]).toEqual([2, 2, 2]);
+    } finally {
+      await store.close();
     }
   });
 

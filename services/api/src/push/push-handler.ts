@@ -32,7 +32,12 @@ export function createPushHandler(deps: PushHandlerDeps): RequestHandler {
     }
     const request = checked.value;
     try {
-      const outcome = await deps.store.push(tenant, { clientId: request.clientId, actions: request.actions, now });
+      const outcome = await deps.store.push(tenant, {
+        clientId: request.clientId,
+        actions: request.actions,
+        now,
+        raw: checked.raw,
+      });
       if (outcome.stored > 0) deps.onStored(tenant, outcome.headSeq);
       deps.logger.debug(
         {

@@ -15,8 +15,11 @@ import {
 } from '@ferry/contracts';
 import { checkDrift } from '@ferry/domain';
 import { surelyValidPushRequest } from './fast-check.js';
+import { locateRawActions, type RawActions } from './raw-actions.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: FerryError };
+/** A valid push request, with the text of its actions where it can be stored as received. */
+export type CheckedPush = { ok: true; value: PushRequest; raw: RawActions | null } | { ok: false; error: FerryError };
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -30,26 +33,29 @@ export function decodeJson(data: Uint8Array): Checked<unknown> {
   }
 }
 
-export function checkPushRequest(data: Uint8Array, limits: Limits, now: number): Checked<PushRequest> {
+export function checkPushRequest(data: Uint8Array, limits: Limits, now: number): CheckedPush {
   if (data.length > limits.maxBatchBytes) {
     return tooLarge(`(root): request is ${data.length} bytes, the limit is ${limits.maxBatchBytes} (maxBatchBytes)`);
   }
   const json = decodeJson(data);
-  if (!json.ok) return json;
-  const raw = json.value as { actions?: unknown } | null;
+  if (!json.ok) return { ok: false, error: json.error };
+  const shape = json.value as { actions?: unknown } | null;
   if (
-    typeof raw === 'object' &&
-    raw !== null &&
-    Array.isArray(raw.actions) &&
-    raw.actions.length > limits.maxActionsPerBatch
+    typeof shape === 'object' &&
+    shape !== null &&
+    Array.isArray(shape.actions) &&
+    shape.actions.length > limits.maxActionsPerBatch
   ) {
     return tooLarge(
-      `actions: ${raw.actions.length} actions, the limit is ${limits.maxActionsPerBatch} (maxActionsPerBatch)`,
+      `actions: ${shape.actions.length} actions, the limit is ${limits.maxActionsPerBatch} (maxActionsPerBatch)`,
     );
   }
   let request: PushRequest;
+  let raw: RawActions | null = null;
   if (surelyValidPushRequest(json.value)) {
     request = json.value;
+    // zod returns what JSON.parse made unchanged here, so the text says the same.
+    raw = locateRawActions(data, request.actions);
   } else {
     // zod decides anything the fast path is unsure of, and names the offending field.
     const parsed = parseWith(pushRequestSchema, json.value);
@@ -57,7 +63,7 @@ export function checkPushRequest(data: Uint8Array, limits: Limits, now: number):
     request = parsed.value;
   }
   const problem = checkActions(request, limits, now);
-  return problem === null ? { ok: true, value: request } : { ok: false, error: problem };
+  return problem === null ? { ok: true, value: request, raw } : { ok: false, error: problem };
 }
 
 function checkActions(request: PushRequest, limits: Limits, now: number): FerryError | null {
@@ -108,6 +114,6 @@ function valueBytesOver(value: JsonValue, max: number): number | null {
   return bytes > max ? bytes : null;
 }
 
-function tooLarge(message: string): Checked<never> {
+function tooLarge(message: string): { ok: false; error: FerryError } {
   return { ok: false, error: new FerryError(ErrorCode.TooLarge, message) };
 }

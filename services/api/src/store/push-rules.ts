@@ -28,3 +28,23 @@ export function clientSeqGapError(index: number, action: Action, high: number): 
 export function clientSeqReusedReason(clientSeq: number, storedId: string): string {
   return `clientSeq ${clientSeq} was already used by action ${storedId}`;
 }
+
+/**
+ * The action with its seq, as the store folds it: one object shape for every
+ * action (cheaper than a spread, whose shape follows the client's key order).
+ * Every key of `actionSchema` is copied (test/push-rules.test.ts holds it to that).
+ */
+export function withSeq(a: Action, seq: number): Action {
+  return {
+    id: a.id,
+    clientId: a.clientId,
+    clientSeq: a.clientSeq,
+    collection: a.collection,
+    entityId: a.entityId,
+    op: a.op,
+    fields: a.fields,
+    hlc: a.hlc,
+    baseVersion: a.baseVersion,
+    seq,
+  };
+}

@@ -1,86 +1,140 @@
 /**
  * The identity map of entity records: every record the store holds in memory
  * is here once, either dirty (folded past the `entities` table, waiting for a
- * checkpoint, never evicted) or clean (equal to its row, kept in a bounded LRU).
+ * checkpoint, never evicted), flushing (taken by a checkpoint that has not
+ * committed yet, never evicted) or clean (equal to its row, kept in a bounded
+ * LRU). A record can be dirty and flushing at once: changed again after a
+ * checkpoint took it.
  */
 import type { EntityRec } from '@ferry/domain';
 
-export interface DirtyRecord {
-  readonly tenantId: number;
-  readonly rec: EntityRec;
+export interface CacheEntry {
+  readonly key: string;
+  tenantId: number;
+  rec: EntityRec;
+  dirty: boolean;
+  /** Taken by a checkpoint in flight: the record and the version it serialised (-1: not yet). */
+  flushing: EntityRec | null;
+  flushVersion: number;
+}
+
+/** What one part of a checkpoint wrote: each entry with the record and version it serialised. */
+export interface Flush {
+  readonly entries: CacheEntry[];
+  readonly recs: EntityRec[];
+  readonly versions: number[];
 }
 
 export class RecordCache {
   readonly #max: number;
-  /** Clean records; Map iterates in insertion order, so the first key is the least recently used. */
-  readonly #clean = new Map<string, EntityRec>();
-  readonly #dirty = new Map<string, DirtyRecord>();
+  /** Every record held. */
+  readonly #held = new Map<string, CacheEntry>();
+  /** The clean ones, least recently used first. */
+  readonly #clean = new Map<string, CacheEntry>();
+  /** Dirty since the last checkpoint took them, in the order they became dirty. */
+  #dirty: CacheEntry[] = [];
 
   constructor(maxClean: number) {
     this.#max = maxClean;
   }
 
-  /** The record (dirty or clean), a clean one marked most recently used; undefined when not held. */
+  /** The record (dirty, flushing or clean), a clean one marked most recently used; undefined when not held. */
   get(key: string): EntityRec | undefined {
-    const dirty = this.#dirty.get(key);
-    if (dirty !== undefined) return dirty.rec;
-    const rec = this.#clean.get(key);
-    if (rec !== undefined) {
+    const e = this.#held.get(key);
+    if (e === undefined) return undefined;
+    if (!e.dirty && e.flushing === null) {
       this.#clean.delete(key);
-      this.#clean.set(key, rec);
+      this.#clean.set(key, e);
     }
-    return rec;
+    return e.rec;
   }
 
   /** Holds a record that equals its table row (or has none and is empty). */
   setClean(key: string, rec: EntityRec): void {
-    if (this.#dirty.has(key)) throw new Error('record-cache: a dirty record cannot be replaced by a clean one');
-    this.#clean.delete(key);
+    if (this.#held.has(key)) throw new Error('record-cache: a held record cannot be replaced by a clean one');
     if (this.#max <= 0) return;
-    this.#clean.set(key, rec);
+    const e: CacheEntry = { key, tenantId: 0, rec, dirty: false, flushing: null, flushVersion: 0 };
+    this.#held.set(key, e);
+    this.#clean.set(key, e);
     this.#evict();
   }
 
-  /** Holds a record that is ahead of its table row until the next checkpoint. */
+  /** Holds a record that is ahead of its table row until a checkpoint commits it. */
   setDirty(key: string, tenantId: number, rec: EntityRec): void {
+    let e = this.#held.get(key);
+    if (e === undefined) {
+      e = { key, tenantId, rec, dirty: true, flushing: null, flushVersion: 0 };
+      this.#held.set(key, e);
+      this.#dirty.push(e);
+      return;
+    }
+    e.rec = rec;
+    e.tenantId = tenantId;
+    if (e.dirty) return;
+    e.dirty = true;
+    this.#dirty.push(e);
     this.#clean.delete(key);
-    this.#dirty.set(key, { tenantId, rec });
   }
 
-  /** The dirty records, in the order they first became dirty since the last checkpoint. */
-  dirtyEntries(): IterableIterator<[string, DirtyRecord]> {
-    return this.#dirty.entries();
+  /**
+   * Hands every dirty record to a checkpoint. They stay held (flushing) until
+   * `flushed` says the part of the checkpoint that wrote them committed; the
+   * checkpoint serialises each with `serialised`, as it is at that moment.
+   */
+  takeDirty(): CacheEntry[] {
+    const entries = this.#dirty;
+    this.#dirty = [];
+    for (const e of entries) {
+      e.dirty = false;
+      e.flushing = e.rec;
+      e.flushVersion = -1;
+    }
+    return entries;
   }
 
-  /** After a checkpoint committed: the given records equal their rows now. */
-  markClean(keys: Iterable<string>): void {
-    for (const key of keys) {
-      const dirty = this.#dirty.get(key);
-      if (dirty === undefined) continue;
-      this.#dirty.delete(key);
-      if (this.#max > 0) this.#clean.set(key, dirty.rec);
+  /** A checkpoint serialised this entry's record: what it writes is the record at this version. */
+  serialised(e: CacheEntry): void {
+    e.flushing = e.rec;
+    e.flushVersion = e.rec.version;
+  }
+
+  /** The part of a checkpoint that wrote `flush` committed: what was not changed since is clean now. */
+  flushed(flush: Flush): void {
+    const { entries, recs, versions } = flush;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as CacheEntry;
+      if (this.#held.get(e.key) !== e || e.dirty || e.flushing !== recs[i] || e.flushVersion !== versions[i]) continue;
+      e.flushing = null;
+      if (this.#max > 0) this.#clean.set(e.key, e);
+      else this.#held.delete(e.key);
     }
     this.#evict();
   }
 
-  /** Drops one tenant's records, dirty ones included (recovery re-derives them from the log). */
-  dropTenant(tenantId: number): void {
-    const prefix = `${tenantId}\u0000`;
-    for (const key of this.#clean.keys()) if (key.startsWith(prefix)) this.#clean.delete(key);
-    for (const [key, d] of this.#dirty) if (d.tenantId === tenantId) this.#dirty.delete(key);
+  has(key: string): boolean {
+    return this.#held.has(key);
+  }
+
+  /** Forgets everything: after a failed write, the store re-derives its records from the file. */
+  clear(): void {
+    this.#held.clear();
+    this.#clean.clear();
+    this.#dirty = [];
   }
 
   /** Forgets clean records only; dirty ones hold state the table does not have. */
   clearClean(): void {
+    for (const key of this.#clean.keys()) this.#held.delete(key);
     this.#clean.clear();
   }
 
+  /** Records changed since the last checkpoint took them. */
   get dirtySize(): number {
-    return this.#dirty.size;
+    return this.#dirty.length;
   }
 
   get size(): number {
-    return this.#clean.size + this.#dirty.size;
+    return this.#held.size;
   }
 
   #evict(): void {
@@ -90,6 +144,7 @@ export class RecordCache {
     for (const key of this.#clean.keys()) {
       if (this.#clean.size <= this.#max) return;
       this.#clean.delete(key);
+      this.#held.delete(key);
     }
   }
 }

@@ -1,11 +1,13 @@
 /**
  * DDL of the SQLite store and the pragmas it runs under. Tenants and clients
  * are mapped to integer ids so the log's indexes stay small. Version 2 added
- * the records checkpoint watermark (`tenants.records_through`).
+ * the records checkpoint watermark (`tenants.records_through`); version 3
+ * replaced the per-row index of the log by client (`actions_by_client`) with
+ * one row per run of a client's actions (`client_runs`).
  */
 import type { Database } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tenants (
@@ -33,7 +35,17 @@ CREATE TABLE IF NOT EXISTS actions (
   json       TEXT NOT NULL,
   PRIMARY KEY (tenant, seq)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS actions_by_client ON actions (tenant, client, client_seq);
+-- A run: actions of one client with consecutive client_seqs stored at consecutive seqs (a push
+-- batch writes one, or more where a rejection breaks it). The seq of client_seq c in the run is
+-- first_seq + (c - first_client_seq): retries are answered with the original seq from here.
+CREATE TABLE IF NOT EXISTS client_runs (
+  tenant           INTEGER NOT NULL,
+  client           INTEGER NOT NULL,
+  first_client_seq INTEGER NOT NULL,
+  last_client_seq  INTEGER NOT NULL,
+  first_seq        INTEGER NOT NULL,
+  PRIMARY KEY (tenant, client, first_client_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejections (
   tenant     INTEGER NOT NULL,
   client     INTEGER NOT NULL,
@@ -57,9 +69,11 @@ CREATE INDEX IF NOT EXISTS entities_tombstones ON entities (tenant, seq) WHERE d
 `;
 
 /**
- * WAL for concurrent readers; synchronous=FULL because a push is acknowledged
- * right after its commit, and an acknowledged action must survive a power
- * loss, not only a process crash (NORMAL skips the WAL fsync on commit).
+ * WAL for concurrent readers; synchronous=FULL for what this connection
+ * writes (opening, recovery), since an acknowledged action must survive a
+ * power loss, not only a process crash (NORMAL skips the WAL fsync on
+ * commit). The store's writer thread commits pushes with NORMAL and syncs the
+ * WAL itself before acknowledging them (writer.ts), to the same effect.
  */
 export function openSchema(db: Database): void {
   db.pragma('journal_mode = WAL');
@@ -77,6 +91,16 @@ export function openSchema(db: Database): void {
       db.exec('UPDATE tenants SET records_through = head_seq');
     }
     db.exec(DDL);
+    if (version >= 1 && version < 3) {
+      // The runs of the stored log: within one client and one seq - client_seq, consecutive client_seqs.
+      db.exec(`INSERT INTO client_runs (tenant, client, first_client_seq, last_client_seq, first_seq)
+        SELECT tenant, client, MIN(client_seq), MAX(client_seq), MIN(seq) FROM (
+          SELECT tenant, client, client_seq, seq, seq - client_seq AS d,
+                 client_seq - ROW_NUMBER() OVER (PARTITION BY tenant, client, seq - client_seq ORDER BY client_seq) AS island
+          FROM actions)
+        GROUP BY tenant, client, d, island`);
+      db.exec('DROP INDEX IF EXISTS actions_by_client');
+    }
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

@@ -5,6 +5,7 @@
  * above this interface knows SQL.
  */
 import type { Action, ClientId, PushResult, TenantId } from '@ferry/contracts';
+import type { RawActions } from '../push/raw-actions.js';
 
 /** JSON text of a `StoredAction` exactly as it goes on the wire (passed through, never re-serialised). */
 export type StoredActionJson = string & { readonly __storedActionJson: true };
@@ -18,6 +19,12 @@ export interface PushInput {
   readonly actions: readonly Action[];
   /** Server time in epoch millis: marks the client as seen and stamps rejections. */
   readonly now: number;
+  /**
+   * The actions' JSON text as received, where it reads the same as the parsed
+   * action in every parser (push/raw-actions.ts); the store may keep that text
+   * instead of serialising the action again.
+   */
+  readonly raw?: RawActions | null | undefined;
 }
 
 export interface PushOutcome {
