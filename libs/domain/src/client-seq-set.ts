@@ -30,11 +30,16 @@ class SeqSet {
   }
 }
 
+/** How many recently seen clients `add` finds without a hash lookup. */
+const RECENT = 4;
+
 export class ClientSeqSet {
   readonly #byClient = new Map<string, SeqSet>();
-  // Consecutive actions usually come from one client: skip the hash lookup then.
-  #lastClient = '';
-  #lastSet: SeqSet | undefined;
+  // A batch usually comes from a few clients, interleaved: a short list of the
+  // latest ones spares the hash of each (often freshly parsed) clientId string.
+  readonly #recentIds: string[] = [];
+  readonly #recentSets: SeqSet[] = [];
+  #nextRecent = 0;
 
   has(clientId: string, clientSeq: number): boolean {
     const set = this.#byClient.get(clientId);
@@ -43,13 +48,19 @@ export class ClientSeqSet {
 
   /** Records (clientId, clientSeq); false when it had been seen before. */
   add(clientId: string, clientSeq: number): boolean {
-    let set = clientId === this.#lastClient ? this.#lastSet : this.#byClient.get(clientId);
+    const ids = this.#recentIds;
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] === clientId) return (this.#recentSets[i] as SeqSet).add(clientSeq);
+    }
+    let set = this.#byClient.get(clientId);
     if (set === undefined) {
       set = new SeqSet();
       this.#byClient.set(clientId, set);
     }
-    this.#lastClient = clientId;
-    this.#lastSet = set;
+    const slot = this.#nextRecent;
+    this.#nextRecent = (slot + 1) % RECENT;
+    ids[slot] = clientId;
+    this.#recentSets[slot] = set;
     return set.add(clientSeq);
   }
 

@@ -16,8 +16,10 @@ import type { Action, ConflictRecord, ConflictSide, EntityState } from '@ferry/c
 import { ConflictResolution } from '@ferry/contracts';
 import { applyAction } from './apply-action.js';
 import { ClientSeqSet } from './client-seq-set.js';
+import { applyCustom } from './custom-merge.js';
 import { MemoryPendingStore, MemoryRecordStore, type PendingStore, type RecordStore, type SeenSet } from './stores.js';
 import {
+  applyLww,
   cloneRecord,
   emptyRecord,
   sameJson,
@@ -95,7 +97,8 @@ export class Materializer {
   readonly #seen: SeenSet;
   readonly #pending: PendingStore;
   #conflicts: ConflictRecord[] = [];
-  #epoch = 0;
+  /** Records touched by the current applyRemote carry `mark = #markBase + their index in it`. */
+  #markBase = 1;
   /** What the pending-overlay report already covered for the action being applied. */
   #covered: Set<string> | 'entity' | null = null;
   readonly #sink: ClashSink = (rec, clash) => {
@@ -118,21 +121,34 @@ export class Materializer {
 
   /** Folds server-sequenced actions into confirmed state. A pending one is confirmed instead. */
   applyRemote(actions: readonly Action[]): ApplyResult {
-    const epoch = ++this.#epoch;
+    const base = this.#markBase;
+    // Marks of earlier calls stay below the next base; one left by another
+    // instance is caught by the identity check below.
+    this.#markBase = base > 0x3fffffff ? 1 : base + actions.length + 1;
     const touched: EntityRec[] = [];
+    // The view of each touched record, taken while the record is in cache;
+    // undefined when it must wait for the end (pending actions overlay it).
+    const views: (EntityState | null | undefined)[] = [];
+    let count = 0;
     this.#conflicts = [];
     let duplicates = 0;
     let lastCollection: string | undefined;
     let policy: CollectionPolicy = this.#policies.for('');
     const records = this.#records;
+    const pendingStore = this.#pending;
+    const seen = this.#seen;
+    const sink = this.#sink;
+    // Only a confirmation below can change the pending set during this call.
+    let anyPending = pendingStore.size > 0;
 
-    for (const a of actions) {
-      const anyPending = this.#pending.size > 0;
-      if (anyPending && this.#pending.get(a.id) !== undefined) {
+    for (let i = 0; i < actions.length; i++) {
+      const a = actions[i] as Action;
+      if (anyPending && pendingStore.get(a.id) !== undefined) {
         this.#confirmOne(a.id, a.seq ?? 0);
+        anyPending = pendingStore.size > 0;
         continue;
       }
-      if (!this.#seen.add(a.clientId, a.clientSeq)) {
+      if (!seen.add(a.clientId, a.clientSeq)) {
         duplicates++;
         continue;
       }
@@ -142,25 +158,37 @@ export class Materializer {
       }
       let rec = records.get(a.collection, a.entityId);
       if (rec === undefined) records.put((rec = emptyRecord(a.collection, a.entityId)));
-      // Custom merges decide for themselves: no last-writer-wins conflicts are claimed for them.
-      const custom = policy.kind === 'custom';
-      this.#covered = null;
-      if (anyPending && !custom) {
-        const pending = this.#pending.forEntity(a.collection, a.entityId);
+      if (policy.kind === 'custom') {
+        // Custom merges decide for themselves: no last-writer-wins conflicts are claimed for them.
+        applyCustom(rec, a, policy.merge);
+      } else if (anyPending) {
+        const pending = pendingStore.forEntity(a.collection, a.entityId);
         if (pending !== undefined) this.#covered = this.#reportAgainstPending(a, pending, rec);
+        applyLww(rec, a, sink);
+        this.#covered = null;
+      } else {
+        applyLww(rec, a, sink);
       }
-      applyAction(rec, a, policy, custom ? undefined : this.#sink);
-      this.#covered = null;
-      if (rec.mark !== epoch) {
-        rec.mark = epoch;
-        touched.push(rec);
+      const view = anyPending ? undefined : viewRecord(rec);
+      const at = rec.mark - base;
+      if (at >= 0 && at < count && touched[at] === rec) {
+        views[at] = view; // touched again: the view taken before is stale
+      } else {
+        rec.mark = base + count;
+        touched[count] = rec;
+        views[count++] = view;
       }
     }
     records.changed?.(touched);
     const changed: EntityState[] = [];
-    for (const rec of touched) {
+    const overlay = pendingStore.size > 0;
+    for (let i = 0; i < count; i++) {
+      let view = views[i];
+      if (view === undefined) {
+        const rec = touched[i] as EntityRec;
+        view = overlay ? this.#materialize(rec.collection, rec.id) : viewRecord(rec);
+      }
       // Remote actions only ever make an entity appear; one still unseen by the app is left out.
-      const view = this.#pending.size === 0 ? viewRecord(rec) : this.#materialize(rec.collection, rec.id);
       if (view !== null) changed.push(view);
     }
     return { changed, conflicts: this.#takeConflicts(), duplicates };

@@ -199,7 +199,10 @@ export class Reconciler {
   viewsOf(actions: readonly Action[]): EntityState[] {
     const keys = new Map<string, readonly [string, string]>();
     for (const a of actions) keys.set(`${a.collection}\u0000${a.entityId}`, [a.collection, a.entityId]);
-    return this.#m.materialized(keys.values());
+    const views = this.#m.materialized(keys.values());
+    // Reads fill the record cache too: a device that only captures (offline) must stay bounded.
+    this.#records.trim(this.#maxCached);
+    return views;
   }
 
   get(collection: string, id: string): EntityState | null {

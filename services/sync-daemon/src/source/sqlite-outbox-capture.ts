@@ -148,7 +148,8 @@ export class OutboxCapture {
     const conflicts: ConflictRecord[] = [];
     let appended: Action[];
     try {
-      appended = wal.db.transaction(() => {
+      // Fsynced: the outbox rows it covers are deleted once it has committed.
+      appended = wal.durably(() => {
         for (const l of letters) {
           wal.deadLetter({ sourceRef: l.ref, code: l.code, reason: l.reason, payload: l.payload.slice(0, 4096) });
         }
@@ -162,7 +163,7 @@ export class OutboxCapture {
         });
         ledger.setWatermark(attachment.attachId, last);
         return result;
-      })();
+      });
     } catch (err) {
       // Rolled back: the WAL's counters must not run ahead of the file; the rows stay for the next try.
       wal.reloadCounters();
