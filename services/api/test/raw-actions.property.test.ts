@@ -106,4 +106,11 @@ describe('locateRawActions', () => {
     const a = `{${base},"fields":{"a":1}}`;
     expect(locate(`{"clientId":"${CLIENT}","actions":[${a}],"actions":[${a}]}`).raw).toBeNull();
   });
+
+  it('gives up on a top-level key written with escapes (JSON.parse reads "\\u0061ctions" as "actions")', () => {
+    const a = `{${base},"fields":{"a":1}}`;
+    const b = `{${base},"fields":{"b":2}}`;
+    const located = locate(`{"clientId":"${CLIENT}","actions":[${a}],"\\u0061ctions":[${b}]}`);
+    expect(located.raw).toBeNull();
+  });
 });

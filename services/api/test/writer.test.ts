@@ -137,6 +137,17 @@ describe('Writer', () => {
     expect(stored()).toBe(2);
   });
 
+  it('pushes committed while a sync fails are failed too, never answered by a later sync', async () => {
+    await send(push(1, 1, 1));
+    await send(push(2, 2, 1)); // committed while the first sync runs
+    syncs[0]?.done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    expect(answered()).toEqual([
+      [1, false],
+      [2, false],
+    ]);
+    expect(syncs).toHaveLength(1); // no second sync could vouch for push 2
+  });
+
   it('refuses a batch that does not start at the head, and everything after it, until reset', async () => {
     await send(push(1, 1, 2));
     syncs[0]?.done(null);

@@ -100,6 +100,15 @@ describe('WalStore', () => {
     expect(wal.pendingCount()).toBe(1);
   });
 
+  it('a held acknowledgement stays pending for the overlay but is not uploaded again', () => {
+    const wal = open();
+    const [a, b] = wal.appendMany([change('1'), change('2')]).appended;
+    wal.holdAcknowledged([{ id: a?.id ?? '', seq: 9 }]);
+    expect(wal.readPending(0, 10).map((x) => x.entityId)).toEqual(['1', '2']);
+    expect(wal.readPendingSized(0, 10).map((x) => x.action.id)).toEqual([b?.id]);
+    expect(wal.held().map((h) => h.seq)).toEqual([9]);
+  });
+
   it('still skips an eventId whose row was compacted (a redelivery after a crash)', () => {
     const wal = open();
     const [a] = wal.appendMany([change('1', { eventId: 'e-1' })]).appended;

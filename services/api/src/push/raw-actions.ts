@@ -47,6 +47,9 @@ export function locateRawActions(bytes: Uint8Array, actions: readonly Action[]):
     if (bytes[i] !== QUOTE) return null;
     const keyEnd = scan.string(i);
     if (keyEnd < 0) return null;
+    // JSON.parse decodes escapes in keys ("\u0061ctions" is "actions"): a top-level
+    // key written with one could hide a second "actions" from the byte comparison.
+    if (bytes.subarray(i + 1, keyEnd - 1).includes(BACKSLASH)) return null;
     const isActions = isKey(bytes, i + 1, keyEnd - 1, ACTIONS_KEY);
     i = scan.ws(keyEnd);
     if (bytes[i] !== COLON) return null;

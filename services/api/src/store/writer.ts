@@ -138,6 +138,13 @@ export class Writer {
       if (err !== null) this.#fail(err);
       const failure = err === null ? null : this.#failed;
       for (const n of covered) this.#answer(n, failure);
+      if (this.#unsynced.length > 0 && this.#failed !== null) {
+        // After a failed fsync the kernel may have dropped dirty pages that later
+        // frames depend on: a later sync that succeeds proves nothing for them.
+        const stranded = this.#unsynced;
+        this.#unsynced = [];
+        for (const n of stranded) this.#answer(n, this.#failed);
+      }
       if (this.#unsynced.length > 0) this.#sync();
       else if (this.#closing !== null) this.#close(this.#closing);
     };

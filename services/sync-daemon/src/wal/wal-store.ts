@@ -99,8 +99,9 @@ export class WalStore {
       pendingPage: db.prepare<[number, number], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
       ),
+      // What the uploader sends: pending and not yet acknowledged (a held ack already has its seq).
       pendingPageSized: db.prepare<[number, number], WalRow & { client_seq: number; bytes: number }>(
-        'SELECT client_seq, body, bytes FROM wal WHERE state = 0 AND client_seq > ? ORDER BY client_seq LIMIT ?',
+        'SELECT client_seq, body, bytes FROM wal WHERE state = 0 AND seq IS NULL AND client_seq > ? ORDER BY client_seq LIMIT ?',
       ),
       pendingForEntity: db.prepare<[string, string], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
@@ -244,7 +245,11 @@ export class WalStore {
     return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => decodeAction(r.body, r.client_seq));
   }
 
-  /** As readPending, with each action's stored JSON size (for byte-budgeted batches). */
+  /**
+   * The uploader's page: as readPending without held acknowledgements (those
+   * have their seq and come back through the pull), with each action's stored
+   * JSON size (for byte-budgeted batches).
+   */
   readPendingSized(afterClientSeq: number, limit: number): { action: Action; bytes: number }[] {
     return this.#stmts.pendingPageSized
       .all(afterClientSeq, limit)
