@@ -17,13 +17,16 @@ const params = {
 
 const CLIENTS = [uuidv7(), uuidv7(), uuidv7()];
 
+const admittedJson = fc.jsonValue({ maxDepth: 2 }).filter((v) => !JSON.stringify(v).includes('"__proto__"'));
+
 /** Actions on one entity from a few clients, in any order: creates, updates, deletes, late arrivals. */
 const history = fc.array(
   fc.record({
     client: fc.nat({ max: 2 }),
     op: fc.constantFrom('create', 'update', 'update', 'delete'),
     hlc: fc.integer({ min: 1, max: 50 }),
-    fields: fc.dictionary(fc.constantFrom('a', 'b', 'title', 'constructor', 'x y'), fc.jsonValue({ maxDepth: 2 }), {
+    // Values as the contracts admit them: a "__proto__" key at any depth is refused at the boundary.
+    fields: fc.dictionary(fc.constantFrom('a', 'b', 'title', 'constructor', 'x y'), admittedJson, {
       minKeys: 1,
       maxKeys: 3,
     }),
