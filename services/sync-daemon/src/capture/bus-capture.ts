@@ -28,10 +28,8 @@ import {
 import type { WalStore } from '../wal/wal-store.js';
 import { DEFAULT_CHANGE_LIMITS, validateChange, type ChangeLimits } from './validate-change.js';
 
-export interface BusCaptureOptions {
-  readonly nc: NatsConnection;
-  readonly app: string;
-  readonly changesSubject: string;
+/** What every capture source (the bus here, an app's SQLite outbox) is given. */
+export interface CaptureOptions {
   readonly wal: WalStore;
   readonly logger: Logger;
   readonly emit: (event: SyncEvent) => void;
@@ -42,6 +40,12 @@ export interface BusCaptureOptions {
   readonly knownCollections?: ReadonlySet<string> | null;
   readonly limits?: ChangeLimits;
   readonly maxBatch?: number;
+}
+
+export interface BusCaptureOptions extends CaptureOptions {
+  readonly nc: NatsConnection;
+  readonly app: string;
+  readonly changesSubject: string;
 }
 
 export class BusCapture {

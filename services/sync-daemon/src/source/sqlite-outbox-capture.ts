@@ -7,7 +7,6 @@
  * that cannot become a valid change is dead-lettered with the reason.
  */
 import type Database from 'better-sqlite3';
-import type { Logger } from 'pino';
 import {
   ConflictResolution,
   ErrorCode,
@@ -15,29 +14,18 @@ import {
   type ChangeEvent,
   type ConflictRecord,
   type ErrorCode as ErrorCodeType,
-  type SyncEvent,
 } from '@ferry/contracts';
-import type { WalStore } from '../wal/wal-store.js';
+import type { CaptureOptions } from '../capture/bus-capture.js';
 import { DEFAULT_CHANGE_LIMITS, type ChangeLimits } from '../capture/validate-change.js';
 import { fieldsHash, type AttachLedger } from './attach-ledger.js';
 import { META, OUTBOX, quoteId, type Attachment } from './sqlite-attach.js';
 import type { TableSpec } from './sqlite-schema.js';
 import { ValueError, encodeEntityId, parseQuotedList, toJsonValue } from './sqlite-values.js';
 
-export interface OutboxCaptureOptions {
+export interface OutboxCaptureOptions extends CaptureOptions {
   /** The daemon's connection to the app's file. */
   readonly app: Database.Database;
-  readonly wal: WalStore;
   readonly ledger: AttachLedger;
-  readonly logger: Logger;
-  readonly emit: (event: SyncEvent) => void;
-  readonly now: () => number;
-  /** Called after each committed batch with the actions it appended. */
-  readonly onAppended?: (actions: readonly Action[]) => void;
-  /** null: every table is captured (with the default policy). */
-  readonly knownCollections?: ReadonlySet<string> | null;
-  readonly limits?: ChangeLimits;
-  readonly maxBatch?: number;
 }
 
 interface OutboxRow {

@@ -5,6 +5,7 @@
  * silent approximation.
  */
 import { MAX_ENTITY_ID_LENGTH, type JsonValue } from '@ferry/contracts';
+import { sameJson } from '@ferry/domain';
 
 /** A value as SQLite stores it (integers beyond 2^53 as bigint). */
 export type SqliteValue = null | number | bigint | string | Buffer;
@@ -152,18 +153,6 @@ export function sameValue(stored: SqliteValue, field: JsonValue): boolean {
     return false;
   }
   return sameJson(mine, field);
-}
-
-function sameJson(a: JsonValue, b: JsonValue): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((x, i) => sameJson(x, b[i] as JsonValue));
-  }
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => Object.hasOwn(b, k) && sameJson(a[k] as JsonValue, b[k] as JsonValue));
 }
 
 /** What the id codec needs to know about a table's primary key. */
