@@ -276,6 +276,31 @@ describe('Reconciler', () => {
     );
   });
 
+  it('an ack during a snapshot load is not shown twice once its page is in, whichever comes first', () => {
+    const { wal, rec } = start();
+    const [first, second] = wal.appendMany([change('1', 'create', { t: 'x' }), change('2', 'create', { t: 'y' })])
+      .appended as [Action, Action];
+    rec.beginBootstrap();
+    const server = new Materializer();
+    server.applyRemote([
+      { ...first, seq: 1 },
+      { ...second, seq: 2 },
+    ]);
+    const record = (id: string) =>
+      recordToJson(server.confirmedRecord('notes', id) as NonNullable<ReturnType<Materializer['confirmedRecord']>>);
+    // Entity 1: the ack is held first, then its page arrives.
+    rec.acknowledge([{ id: first.id, seq: 1 }]);
+    expect(rec.applySnapshotPage([record('1')], 2, 't1', true).changed).toMatchObject([{ id: '1', version: 1 }]);
+    // Entity 2: its page arrives first (our create still pending on top), then the ack.
+    rec.applySnapshotPage([record('2')], 2, 't2', true);
+    rec.acknowledge([{ id: second.id, seq: 2 }]);
+    expect(rec.get('notes', '2')).toMatchObject({ version: 1, fields: { t: 'y' } });
+    expect(wal.pendingCount()).toBe(0);
+    rec.applySnapshotPage([], 2, null, false);
+    expect(rec.get('notes', '1')).toMatchObject({ version: 1 });
+    expect(rec.bootstrapPhase).toBe('none');
+  });
+
   it('a damaged entity row is an internal error that names it, and the cursor stays put', () => {
     const { wal, rec } = start();
     const a = remote('1', 'create', { t: 'a' });

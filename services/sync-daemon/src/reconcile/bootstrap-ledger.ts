@@ -109,9 +109,9 @@ export class BootstrapLedger {
     return stale;
   }
 
-  /** The seq an entity's snapshot record was served at, while catching up. */
+  /** The seq an entity's snapshot record was served at (pages loaded so far), during a bootstrap. */
   markOf(collection: string, id: string): number | undefined {
-    if (this.#phase !== 'catching-up') return undefined;
+    if (this.#phase === 'none') return undefined;
     return this.#stmts.markOf.get(collection, id)?.seq;
   }
 

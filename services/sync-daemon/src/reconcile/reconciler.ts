@@ -112,7 +112,8 @@ export class Reconciler {
       for (const ack of acks) {
         const entry = this.#wal.lookup(ack.id);
         if (entry?.state !== 'pending') continue;
-        if (phase === 'catching-up' && this.#inSnapshot(entry.action, ack.seq)) continue;
+        // Marks exist for the pages loaded so far, in either phase.
+        if (this.#inSnapshot(entry.action, ack.seq)) continue;
         this.#wal.holdAcknowledged([ack]);
       }
       this.#bootstrap.settle(this.#cursor);
@@ -156,10 +157,11 @@ export class Reconciler {
       });
       this.#records.changed(recs);
       this.#bootstrap.page(records, seq, after);
+      // A held ack this page's record already holds leaves the overlay now (else the app sees it twice).
+      for (const h of this.#wal.held()) this.#inSnapshot(h.action, h.seq);
       const keys: [string, string][] = records.map((r) => [r.collection, r.id]);
       if (!more) {
         keys.push(...this.#bootstrap.finishLoading());
-        for (const h of this.#wal.held()) this.#inSnapshot(h.action, h.seq);
         this.#cursor = seq;
         this.#wal.setMeta('cursor', String(seq));
         this.#bootstrap.settle(seq);
