@@ -178,7 +178,7 @@ afterAll(async () => {
 });
 
 describe('snapshot bootstrap', () => {
-  it('a new device loads a snapshot page by page, then pulls only what came after it', async () => {
+  it('a new device loads a snapshot page by page, then pulls only what came after it [B1]', async () => {
     const a = await device('device-a');
     await start(a);
     await write(a, changes('a', 40, 400));
@@ -235,7 +235,7 @@ describe('snapshot bootstrap', () => {
     expect(after.some((e) => e.type === 'snapshot-applied')).toBe(true);
   }, 180_000);
 
-  it('kill -9 during a bootstrap resumes it, and the device still equals the oracle', async () => {
+  it('kill -9 during a bootstrap resumes it, and the device still equals the oracle [B3]', async () => {
     const [a] = devices as [Device];
     const c = await device('device-c', { download: { pageLimit: 1000, snapshotPageLimit: 1 } });
     let kills = 0;

@@ -178,7 +178,7 @@ describe('Reconciler', () => {
     );
   });
 
-  it('bootstraps from a snapshot read page by page while the server moves on, and agrees with the oracle', () => {
+  it('bootstraps from a snapshot read page by page while the server moves on, and agrees with the oracle [B1][B2]', () => {
     type Step = 'remote' | 'local' | 'push' | 'push-ack-later' | 'ack-later' | 'pull' | 'page';
     const ids = ['1', '2', '3', '4'] as const;
     const step = (kinds: Step[]) =>
@@ -276,7 +276,7 @@ describe('Reconciler', () => {
     );
   });
 
-  it('an ack during a snapshot load is not shown twice once its page is in, whichever comes first', () => {
+  it('an ack during a snapshot load is not shown twice once its page is in, whichever comes first [B2]', () => {
     const { wal, rec } = start();
     const [first, second] = wal.appendMany([change('1', 'create', { t: 'x' }), change('2', 'create', { t: 'y' })])
       .appended as [Action, Action];

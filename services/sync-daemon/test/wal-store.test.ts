@@ -100,7 +100,7 @@ describe('WalStore', () => {
     expect(wal.pendingCount()).toBe(1);
   });
 
-  it('a held acknowledgement stays pending for the overlay but is not uploaded again', () => {
+  it('a held acknowledgement stays pending for the overlay but is not uploaded again [B2]', () => {
     const wal = open();
     const [a, b] = wal.appendMany([change('1'), change('2')]).appended;
     wal.holdAcknowledged([{ id: a?.id ?? '', seq: 9 }]);
