@@ -205,12 +205,24 @@ describe('value and id codecs', () => {
         for (const v of parsed) {
           const json = JSON.parse(JSON.stringify(toJsonValue(v as SqliteValue))) as Parameters<typeof toBindValue>[0];
           const back = toBindValue(json);
-          if (typeof v === 'number' && Number.isInteger(v)) expect(back).toBe(BigInt(v));
+          if (typeof v === 'number' && Number.isSafeInteger(v)) expect(back).toBe(BigInt(v));
           else expect(back).toEqual(v);
         }
       }),
       fcParams,
     );
+  });
+
+  it('binds only safe integers as INTEGER: a whole number beyond 2^53 stays a REAL, and 2^63 and more can be bound', () => {
+    expect(toBindValue(42)).toBe(42n);
+    expect(toBindValue(1e17)).toBe(1e17);
+    expect(toBindValue(-1e19)).toBe(-1e19);
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE t (v)');
+    const ins = db.prepare('INSERT INTO t (v) VALUES (?)');
+    for (const v of [1e20, -1e19, 1e17]) expect(() => ins.run(toBindValue(v))).not.toThrow();
+    expect(db.prepare('SELECT typeof(v) AS t FROM t').all()).toEqual([{ t: 'real' }, { t: 'real' }, { t: 'real' }]);
+    db.close();
   });
 
   it('encodes keys as plain text or digits when unambiguous, else as a JSON array, and decodes them back', () => {

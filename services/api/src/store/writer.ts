@@ -138,7 +138,7 @@ export class Writer {
       if (err !== null) this.#fail(err);
       const failure = err === null ? null : this.#failed;
       for (const n of covered) this.#answer(n, failure);
-      if (this.#unsynced.length > 0 && this.#failed !== null) {
+      if (this.#unsynced.length > 0 && err !== null) {
         // After a failed fsync the kernel may have dropped dirty pages that later
         // frames depend on: a later sync that succeeds proves nothing for them.
         const stranded = this.#unsynced;

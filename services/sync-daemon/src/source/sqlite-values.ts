@@ -124,7 +124,9 @@ export function toJsonValue(v: SqliteValue): JsonValue {
 export function toBindValue(v: JsonValue): SqliteValue {
   if (v === null || typeof v === 'string') return v;
   if (typeof v === 'boolean') return v ? 1n : 0n;
-  if (typeof v === 'number') return Number.isInteger(v) && !Object.is(v, -0) ? BigInt(v) : v;
+  // Only safe integers bind as INTEGER: a whole number beyond 2^53 is a REAL in JSON
+  // (and one beyond 2^63 cannot be bound as an INTEGER at all).
+  if (typeof v === 'number') return Number.isSafeInteger(v) && !Object.is(v, -0) ? BigInt(v) : v;
   const tagged = taggedValue(v);
   if (tagged !== undefined) return tagged;
   return JSON.stringify(v);

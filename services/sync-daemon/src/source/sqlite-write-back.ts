@@ -169,6 +169,11 @@ export class SqliteWriteBack {
       else if (plan.kind === 'insert') this.#write(spec, 'insert', plan.columns).run(...key, ...plan.values);
       else this.#write(spec, 'update', plan.columns).run(...plan.values, ...key);
     } catch (err) {
+      // A value better-sqlite3 cannot bind is this entity's problem, not the chunk's: report it.
+      if (err instanceof RangeError || err instanceof TypeError) {
+        this.#report(`${collection}/${id} cannot be written back: ${err.message}`);
+        return;
+      }
       const code = (err as { code?: string }).code;
       if (typeof code !== 'string' || !code.startsWith('SQLITE_')) throw err;
       if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL') throw err;
