@@ -333,8 +333,9 @@ export class SqliteStore implements ApiStore {
       await this.#checkpointRun?.catch(() => undefined);
       await writer.drain();
       writer.restart(); // only if its thread died
-      await writer.post({ op: 'reset' });
-      // What the file holds is served again: make sure it is on disk (a sync may be what failed).
+      // The writer keeps refusing until the reset below, so nothing decided on the void
+      // state (a push, a checkpoint part) can commit meanwhile. What the file holds is
+      // served again: make sure it is on disk first (a sync may be what failed).
       syncWal(this.#path);
       this.#tenants.clear();
       this.#clients.clear();
@@ -344,10 +345,16 @@ export class SqliteStore implements ApiStore {
       this.#schedule.reset();
       this.#loadCounters();
       this.#recover();
+      await writer.post({ op: 'reset' });
     })
-      .catch((e: unknown) => this.#logger.error({ err: e }, 'resynchronising the store failed; will retry'))
-      .finally(() => {
+      .then(() => {
         this.#resyncing = false;
+      })
+      .catch((e: unknown) => {
+        this.#logger.error({ err: e }, 'resynchronising the store failed; retrying in a second');
+        this.#resyncing = false;
+        // Still void: stay refusing (the writer has not been reset) and try again.
+        setTimeout(() => this.#writeFailed(e), 1000).unref();
       });
   }
 
