@@ -64,9 +64,19 @@ export function runDemoCli(argv: readonly string[]): Promise<number> {
     mkdirSync(join(dir, 'logs'), { recursive: true });
     const demo = new Demo(dir);
     const interrupted = new Promise<never>((_, reject) => {
-      const on = () => reject(new CliFailure('interrupted'));
-      process.once('SIGINT', on);
-      process.once('SIGTERM', on);
+      let seen = false;
+      const on = () => {
+        if (seen) {
+          // A second signal while stopping: kill what is left rather than orphan it.
+          demo.killAll();
+          process.exit(1);
+        }
+        seen = true;
+        reject(new CliFailure('interrupted'));
+      };
+      process.on('SIGINT', on);
+      process.on('SIGTERM', on);
+      process.on('SIGHUP', on);
     });
     try {
       await Promise.race([demo.run(), interrupted]);
@@ -189,6 +199,11 @@ class Demo {
     const seconds = ((Date.now() - this.#started) / 1000).toFixed(1);
     this.#say('');
     this.#say(this.#c.green(this.#c.bold(`✓ Both devices converged. Demo finished in ${seconds} s.`)));
+  }
+
+  /** Every child still running, killed outright (a second interrupt). */
+  killAll(): void {
+    this.#pids.killAll();
   }
 
   async stop(): Promise<void> {

@@ -62,7 +62,7 @@ export function runStartCli(argv: readonly string[]): Promise<number> {
     const pids = new PidFile(dir);
 
     const stack = new Stack();
-    const stopping = waitForSignal();
+    const stopping = waitForSignal(() => pids.killAll());
     try {
       // 1. NATS
       const nats = await ensureNats(natsUrl, join(dir, 'nats'), pids, say);
@@ -169,20 +169,24 @@ class Stack {
   }
 }
 
-function waitForSignal(): Promise<NodeJS.Signals> {
+function waitForSignal(killChildren: () => void): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     let seen = false;
     const on = (signal: NodeJS.Signals) => {
       if (seen) {
-        // A second Ctrl-C: stop waiting for a clean shutdown.
-        process.stderr.write('ferry start: second signal, exiting now\n');
+        // A second Ctrl-C: stop waiting for a clean shutdown, but leave nothing running.
+        process.stderr.write('ferry start: second signal, killing the services and exiting now\n');
+        killChildren();
         process.exit(EXIT_FAILURE);
       }
       seen = true;
+      // During start-up the stop follows once the step under way settles: say so at once.
+      process.stderr.write(`ferry start: ${signal}, stopping…\n`);
       resolve(signal);
     };
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
+    process.on('SIGHUP', on);
   });
 }
 

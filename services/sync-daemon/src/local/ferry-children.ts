@@ -34,6 +34,23 @@ export class PidFile {
     else this.#pids.set(name, pid);
     writeFileSync(this.#path, `${JSON.stringify(Object.fromEntries(this.#pids))}\n`);
   }
+
+  /**
+   * SIGKILL to every child still listed (its process group, since children
+   * run detached): the way out when a clean stop was given up on.
+   */
+  killAll(): void {
+    for (const pid of this.#pids.values()) {
+      for (const target of [-pid, pid]) {
+        try {
+          process.kill(target, 'SIGKILL');
+          break;
+        } catch {
+          // Gone already, or not a group leader: try the pid itself.
+        }
+      }
+    }
+  }
 }
 
 export interface ChildOptions {
