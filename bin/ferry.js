@@ -43,7 +43,7 @@ try {
   mod = await import(target);
 } catch (err) {
   if (err && err.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED') {
-    process.stderr.write(`ferry: "${role}" is not available in this build yet\n`);
+    process.stderr.write(`ferry: ${target} does not export its cli entry; reinstall with "npm ci"\n`);
     process.exit(2);
   }
   if (err && (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND')) {

@@ -66,6 +66,8 @@ export const fieldNameSchema = z
 
 /** A field value: any JSON value. */
 export const jsonValueSchema = z.json();
+/** A JSON object (a config file read before it is merged and checked as a whole). */
+export const jsonObjectSchema = z.record(z.string(), jsonValueSchema);
 export type JsonValue = z.infer<typeof jsonValueSchema>;
 
 /**

@@ -8,6 +8,9 @@ import { ErrorCode, FerryError } from './errors.js';
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: string };
 
+/** A schema whose output is `T`, for code that takes one without depending on zod itself. */
+export type Schema<T> = z.ZodType<T>;
+
 /** Renders a zod issue path as `a.b[2].c`; the root is `(root)`. */
 export function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(root)';

@@ -97,4 +97,14 @@ describe('record-codec', () => {
   ])('refuses a damaged row (%s) as an internal error', (_name, row) => {
     expect(() => decodeRecord(row, 'notes', 'e1')).toThrow(expect.objectContaining({ code: ErrorCode.Internal }));
   });
+
+  it.each([
+    ['not JSON', '[1,'],
+    ['another format', '[2,1,1,1,[],-1,-1,[],[]]'],
+    ['a stamp index out of range', '[1,1,5,1,[5,"a","b"],3,-1,[],[]]'],
+  ])('a snapshot of a row that does not decode (%s) is an internal error naming it', (_name, row) => {
+    expect(() => recordWireJson(row, 'notes', 'e1')).toThrow(
+      expect.objectContaining({ code: ErrorCode.Internal, message: expect.stringContaining('entities row notes/e1') }),
+    );
+  });
 });

@@ -4,8 +4,9 @@
  * second signal forces). Errors are one line and a non-zero exit.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
+import type { LoggedConflict } from '@ferry/contracts';
 import { policyBookFromConfig } from '@ferry/domain';
 import { loadDaemonConfig } from './config/load-config.js';
 import { SyncEngine } from './engine/sync-engine.js';
@@ -41,7 +42,8 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
   const operator = runOperatorCli(role, argv);
   if (operator !== null) return operator;
   if (role !== 'daemon') {
-    process.stderr.write(`ferry ${role}: not available in this build yet\n`);
+    // bin/ferry.js routes only this service's roles here; anything else is a dispatch bug.
+    process.stderr.write(`ferry ${role}: not a command of the sync daemon\n`);
     return 2;
   }
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -109,9 +111,8 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
       http = new DaemonHttpServer({
         config: { ...config, http: config.http },
         engine,
-        bus,
         logger: logger.child({ component: 'http' }),
-        seedConflicts: recentConflicts(engine.wal.db, 50),
+        seedConflicts: seedConflicts(engine, logger),
       });
       const url = await http.start();
       logger.info({ url, metrics: `${url}/metrics`, page: `${url}/` }, 'http listening');
@@ -158,4 +159,11 @@ export async function runCli(role: string, argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** The page starts with the logged conflicts; damaged rows are said, not dropped. */
+function seedConflicts(engine: SyncEngine, logger: Logger): LoggedConflict[] {
+  const { conflicts, damaged } = recentConflicts(engine.wal.db, 50);
+  for (const message of damaged) logger.warn({ code: 'internal', reason: message }, 'conflict log row is damaged');
+  return conflicts;
 }

@@ -7,11 +7,13 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { uuidv7 } from 'uuidv7';
-import type { Action, StoredAction, SyncEvent } from '@ferry/contracts';
+import { FerryError, type Action, type StoredAction, type SyncEvent } from '@ferry/contracts';
 import { PolicyBook } from '@ferry/domain';
 import type { Reconciler } from '../src/reconcile/reconciler.js';
+import { runAttachCli } from '../src/source/attach-cli.js';
+import { AttachLedger } from '../src/source/attach-ledger.js';
 import { attach, detach, readAttachment } from '../src/source/sqlite-attach.js';
 import { inspectSchema } from '../src/source/sqlite-schema.js';
 import { SqliteSource } from '../src/source/sqlite-source.js';
@@ -591,3 +593,195 @@ describe('schema changes and detach', () => {
     expect(readAttachment(app)).toBeNull();
   });
 });
+
+describe('damaged attach state is refused with a clear error, never used', () => {
+  const codeOf = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (err) {
+      return err instanceof FerryError ? { code: err.code, message: err.message } : err;
+    }
+    return 'no error';
+  };
+
+  it('refuses a damaged _ferry_meta.selection or .layout (bad JSON, a string, a wrong shape), naming the way out', () => {
+    const app = openApp();
+    app.exec('CREATE TABLE notes (id TEXT PRIMARY KEY, title TEXT); CREATE TABLE no (id TEXT PRIMARY KEY)');
+    attach(app, { tables: ['notes'], newId: uuidv7 });
+    const setMeta = (key: string, value: string) =>
+      app.prepare('UPDATE _ferry_meta SET value = ? WHERE key = ?').run(value, key);
+    const good = { selection: readMeta(app, 'selection'), layout: readMeta(app, 'layout') };
+    const damaged = (key: string) => ({
+      code: 'invalid',
+      message: `${app.name}: _ferry_meta.${key} is damaged; run ferry detach --force, then ferry attach`,
+    });
+    for (const bad of ['["notes"', '"notes"', '{"notes":true}', '[1]']) {
+      setMeta('selection', bad);
+      expect(
+        codeOf(() => readAttachment(app)),
+        bad,
+      ).toEqual(damaged('selection'));
+      // attach itself reads the stored selection: a string must not make "no" match by substring.
+      expect(
+        codeOf(() => attach(app, { newId: uuidv7 })),
+        bad,
+      ).toEqual(damaged('selection'));
+    }
+    setMeta('selection', good.selection);
+    const layout = JSON.parse(good.layout) as Record<string, unknown>[];
+    for (const bad of [
+      '[{"table":',
+      '{}',
+      '"notes"',
+      JSON.stringify([{ ...layout[0], pk: 'id' }]),
+      JSON.stringify([{ ...layout[0], columns: [{ name: 'id', affinity: 'TEXT' }] }]),
+      JSON.stringify([{ ...layout[0], table: 'bad name' }]),
+    ]) {
+      setMeta('layout', bad);
+      expect(
+        codeOf(() => readAttachment(app)),
+        bad,
+      ).toEqual(damaged('layout'));
+    }
+    setMeta('layout', good.layout);
+    expect(readAttachment(app)?.selection).toEqual(['notes']);
+    // The way out the message names works on a damaged file.
+    setMeta('layout', 'garbage');
+    expect(detach(app, { force: true }).triggers).toBeGreaterThan(0);
+    expect(readAttachment(app)).toBeNull();
+  });
+
+  it('refuses a damaged outbox watermark in the daemon file instead of reading it as NaN', () => {
+    const wal = WalStore.open(join(dir, 'daemon.sqlite'), { newId: uuidv7, now: Date.now });
+    cleanups.push(() => wal.close());
+    const ledger = new AttachLedger(wal);
+    expect(ledger.watermark('a1')).toBe(0);
+    ledger.setWatermark('a1', 42);
+    expect(ledger.watermark('a1')).toBe(42);
+    for (const bad of ['x42', '', '-1', '1.5', '"7"']) {
+      wal.setMeta('attach_outbox:a1', bad);
+      expect(
+        codeOf(() => ledger.watermark('a1')),
+        bad,
+      ).toMatchObject({
+        code: 'internal',
+        message: expect.stringMatching(/^stored row is not valid: meta attach_outbox:a1: /) as unknown,
+      });
+    }
+  });
+
+  it('detach refuses a damaged captured_through (it cannot tell what reached a daemon); forced, it counts every row', () => {
+    const app = openApp();
+    app.exec("CREATE TABLE notes (id TEXT PRIMARY KEY, title TEXT); INSERT INTO notes VALUES ('a', 'x'), ('b', 'y')");
+    attach(app, { newId: uuidv7 });
+    expect(outboxCount(app)).toBe(2);
+    const put = app.prepare(
+      "INSERT INTO _ferry_meta (key, value) VALUES ('captured_through', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
+    for (const bad of ['garbage', '-3', Buffer.from('9')]) {
+      put.run(bad);
+      expect(
+        codeOf(() => detach(app)),
+        String(bad),
+      ).toMatchObject({
+        code: 'invalid',
+        message: expect.stringMatching(
+          /^cannot detach: .*_ferry_meta\.captured_through is damaged .*--force/,
+        ) as unknown,
+      });
+      expect(readAttachment(app)).not.toBeNull();
+    }
+    // A sound value still lets a caught-up file detach without --force.
+    put.run('99');
+    expect(detach(app)).toEqual({ triggers: 4, dropped: 0 });
+    attach(app, { newId: uuidv7 });
+    put.run('garbage');
+    expect(detach(app, { force: true }).dropped).toBe(2);
+  });
+
+  it('dead-letters an outbox row holding a BLOB (inserted by hand) and keeps capturing', async () => {
+    const app = openApp();
+    app.exec('CREATE TABLE notes (id TEXT PRIMARY KEY, title TEXT)');
+    const h = await startSource(app);
+    const put = app.prepare('INSERT INTO _ferry_outbox (tbl, op, pk, data) VALUES (?, ?, ?, ?)');
+    put.run('notes', 'i', Buffer.from([1, 2]), "'a','x'");
+    put.run('notes', 'i', "'b'", Buffer.from("'b','y'"));
+    // TEXT affinity turns a number into text (a valid row shape); a BLOB stays a BLOB.
+    put.run(Buffer.from('notes'), 'i', "'c'", "'c','z'");
+    app.prepare('INSERT INTO notes VALUES (?, ?)').run('ok', 'fine');
+    await eventually('the good row', () => pending(h).length === 1);
+    await eventually('three dead letters', () => h.events.filter((e) => e.type === 'dead-lettered').length === 3);
+    expect(pending(h)[0]).toMatchObject({ entityId: 'ok', fields: { id: 'ok', title: 'fine' } });
+    const letters = h.events.flatMap((e) => (e.type === 'dead-lettered' ? [e] : []));
+    expect(letters.map((l) => l.code)).toEqual(['invalid', 'invalid', 'invalid']);
+    expect(letters[0]?.reason).toMatch(/table notes, i\): pk is a BLOB: not what the capture triggers write/);
+    expect(letters[1]?.reason).toMatch(/data is a BLOB/);
+    expect(letters[2]?.reason).toMatch(/\(table a BLOB, i\): tbl is a BLOB/);
+    expect(h.wal.deadLetterCount()).toBe(3);
+    expect(h.events.some((e) => e.type === 'error')).toBe(false);
+  });
+});
+
+describe('ferry attach / detach command line', () => {
+  async function run(role: 'attach' | 'detach', argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out += String(chunk);
+      return true;
+    });
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      err += String(chunk);
+      return true;
+    });
+    try {
+      const code = await runAttachCli(role, argv);
+      return { code, out, err };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  }
+
+  it('refuses an unknown flag (a --table typo must not attach every table) and a flag without its value', async () => {
+    const app = openApp();
+    app.exec('CREATE TABLE notes (id TEXT PRIMARY KEY); CREATE TABLE other (id TEXT PRIMARY KEY)');
+    expect(await run('attach', ['--db', app.name, '--table', 'notes'])).toEqual({
+      code: 2,
+      out: '',
+      err: 'ferry attach: unknown option "--table"\n',
+    });
+    expect(readAttachment(app)).toBeNull();
+    expect(await run('attach', ['--db', app.name, '--tables'])).toMatchObject({
+      code: 2,
+      err: 'ferry attach: --tables needs a value\n',
+    });
+    expect(await run('detach', ['--db', app.name, '--tables', 'notes'])).toMatchObject({
+      code: 2,
+      err: 'ferry detach: unknown option "--tables"\n',
+    });
+    expect(await run('attach', ['--tables', 'notes', '--db', join(dir, 'nope.db')])).toMatchObject({
+      code: 2,
+      err: `ferry attach: ${join(dir, 'nope.db')}: no such file\n`,
+    });
+    expect(readAttachment(app)).toBeNull();
+
+    const ok = await run('attach', ['--db', app.name, '--tables=notes', '--json']);
+    expect(ok.code, ok.err).toBe(0);
+    expect((JSON.parse(ok.out) as { selection: unknown }).selection).toEqual(['notes']);
+    // A refusal is exit 2, one line on stderr.
+    expect(await run('attach', ['--db', app.name, '--tables', 'missing'])).toEqual({
+      code: 2,
+      out: '',
+      err: 'ferry attach: cannot attach: missing: no such table\n',
+    });
+    const gone = await run('detach', ['--db', app.name, '--force']);
+    expect(gone).toMatchObject({ code: 0, err: '' });
+    expect(gone.out).toMatch(/^detached .*: removed 3 trigger\(s\), _ferry_outbox and _ferry_meta\n$/);
+    expect((await run('attach', ['--help'])).out).toMatch(/^usage: ferry attach --db FILE/);
+  });
+});
+
+function readMeta(db: Database.Database, key: string): string {
+  return (db.prepare('SELECT value FROM _ferry_meta WHERE key = ?').get(key) as { value: string }).value;
+}

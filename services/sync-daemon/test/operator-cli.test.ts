@@ -3,7 +3,7 @@
 // and a non-zero exit, with a stack trace only under --verbose; --help works
 // for every command; `ferry doctor` passes against a healthy stack.
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +105,15 @@ describe('error paths: one clear line, non-zero exit, no stack trace', () => {
     const doctor = await ferry(['doctor', '--config', paths.bad]);
     expect(doctor.code).toBe(2);
     expect(doctor.stdout).toMatch(/^✗ config .*unknown key "colections"/m);
+  });
+
+  it('ferry start with a damaged ferry.json of an earlier run: refused, and the file is left as it was', async () => {
+    const home = join(dir.path, 'start-home');
+    mkdirSync(home, { recursive: true });
+    writeFileSync(join(home, 'ferry.json'), '{"app": "notes", "bus": ');
+    const r = await ferry(['start', '--dir', home, '--nats-url', `nats://127.0.0.1:${await closedPort()}`]);
+    expectOneLineError(r, 'start', /ferry\.json/, 2);
+    expect(readFileSync(join(home, 'ferry.json'), 'utf8')).toBe('{"app": "notes", "bus": ');
   });
 
   it('bad command lines', async () => {

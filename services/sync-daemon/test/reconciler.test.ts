@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
 import type { Action, ChangeEvent, StoredAction } from '@ferry/contracts';
 import { Materializer, PolicyBook, reconcile, recordToJson } from '@ferry/domain';
+import { recentConflicts } from '../src/observe/conflict-log.js';
 import { Reconciler } from '../src/reconcile/reconciler.js';
 import { WalStore } from '../src/wal/wal-store.js';
 
@@ -299,6 +300,29 @@ describe('Reconciler', () => {
     rec.applySnapshotPage([], 2, null, false);
     expect(rec.get('notes', '1')).toMatchObject({ version: 1 });
     expect(rec.bootstrapPhase).toBe('none');
+  });
+
+  it('damaged meta values (cursor, bootstrap phase) are internal errors that name them, not NaN or a guess', () => {
+    const first = start();
+    first.wal.setMeta('cursor', 'not a number');
+    expect(() => new Reconciler({ wal: first.wal, policies: new PolicyBook(), now: () => NOW })).toThrow(
+      expect.objectContaining({ code: 'internal', message: expect.stringContaining('meta cursor') }),
+    );
+    first.wal.setMeta('cursor', '3');
+    first.wal.setMeta('bootstrap_phase', 'half-done');
+    expect(() => new Reconciler({ wal: first.wal, policies: new PolicyBook(), now: () => NOW })).toThrow(
+      expect.objectContaining({ code: 'internal', message: expect.stringContaining('bootstrap_phase') }),
+    );
+  });
+
+  it('the conflict log reader reports a damaged row with its id instead of dropping it', () => {
+    const { wal, rec } = start();
+    const [mine] = wal.appendMany([change('9', 'create', { t: 'draft' })]).appended as [Action];
+    rec.reject([{ id: mine.id, reason: 'stale' }]);
+    wal.db.prepare("INSERT INTO conflicts (at, collection, entity_id, record) VALUES (1, 'notes', 'x', '{nope')").run();
+    const read = recentConflicts(wal.db, 10);
+    expect(read.conflicts).toMatchObject([{ conflict: { entityId: '9', resolution: 'rejected' } }]);
+    expect(read.damaged).toEqual([expect.stringContaining('conflicts row 2')]);
   });
 
   it('a damaged entity row is an internal error that names it, and the cursor stays put', () => {

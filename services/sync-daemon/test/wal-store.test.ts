@@ -80,7 +80,8 @@ describe('WalStore', () => {
     const [a, b, c] = wal.appendMany([change('1'), change('1'), change('2')]).appended;
     expect(wal.markAcknowledged([{ id: a!.id, seq: 7 }])).toBe(1);
     expect(wal.markAcknowledged([{ id: a!.id, seq: 7 }])).toBe(0); // idempotent
-    expect(wal.markRejected([{ id: b!.id, reason: 'stale: baseVersion 0, current version 3' }])).toBe(1);
+    expect(wal.settle(b!.id, { reason: 'stale: baseVersion 0, current version 3' })?.id).toBe(b!.id);
+    expect(wal.settle(b!.id, { reason: 'again' })).toBeUndefined(); // only a pending one settles
     expect(wal.readPending(0, 10).map((x) => x.id)).toEqual([c!.id]);
     expect(wal.pendingFor('notes', '1')).toEqual([]);
     expect(wal.lookup(a!.id)).toMatchObject({ state: 'acknowledged', seq: 7 });

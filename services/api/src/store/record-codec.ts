@@ -56,10 +56,19 @@ function cellsOut(cells: CellBag, stamps: (string | number)[]): (string | number
   return out;
 }
 
-/** The record in the wire form, from a row of either form (not validated: snapshots pass rows on). */
+/**
+ * The record in the wire form, from a row of either form. Wire-form rows are
+ * passed on as stored (the daemon checks every snapshot reply against its
+ * schema); a compact row that does not decode is an internal error naming it.
+ */
 export function recordWireJson(text: string, collection: string, id: string): string {
   if (text.charCodeAt(0) !== 0x5b) return text; // `[`: compact; anything else is the wire form already
-  return JSON.stringify(compactToWire(JSON.parse(text) as unknown, collection, id));
+  try {
+    return JSON.stringify(compactToWire(JSON.parse(text) as unknown, collection, id));
+  } catch (err) {
+    const where = `entities row ${collection}/${id}`;
+    throw new FerryError(ErrorCode.Internal, `stored row is not valid: ${where}: ${(err as Error).message}`);
+  }
 }
 
 /** The held record from a row of either form; a row that does not decode is an internal error naming it. */

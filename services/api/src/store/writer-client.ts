@@ -95,7 +95,12 @@ export class WriterClient {
     const worker = new Worker(writerScript(), { workerData: this.#data });
     this.#worker = worker;
     worker.unref();
-    worker.on('message', (reply: WriterReply) => this.#settle(reply));
+    worker.on('message', (reply: unknown) => {
+      // Same build on both sides, but a reply that is not one (a stale dist/ worker) must not leave pushes hanging.
+      if (isWriterReply(reply)) this.#settle(reply);
+      else this.#die(worker, new Error('the writer thread sent something that is not a reply'));
+    });
+    worker.on('messageerror', (err) => this.#die(worker, err));
     worker.on('error', (err) => this.#die(worker, err));
     worker.on('exit', (code) => this.#die(worker, new Error(`the writer thread exited (${code})`)));
   }
@@ -135,4 +140,10 @@ function writerScript(): URL {
   const here = new URL('./sqlite-writer.js', import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
   return new URL('../../dist/store/sqlite-writer.js', import.meta.url);
+}
+
+function isWriterReply(value: unknown): value is WriterReply {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as { n?: unknown; ok?: unknown };
+  return typeof r.n === 'number' && typeof r.ok === 'boolean';
 }

@@ -7,7 +7,14 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { appNameSchema, tenantIdSchema } from '@ferry/contracts';
+import {
+  appNameSchema,
+  daemonConfigSchema,
+  decodeWith,
+  jsonObjectSchema,
+  parseWith,
+  tenantIdSchema,
+} from '@ferry/contracts';
 import { FerryChild, PidFile, parseLogLine } from '../local/ferry-children.js';
 import { LocalNatsServer, NATS_INSTALL_HINT, freePort, hostPort, portIsFree, probeNats } from '../local/nats-local.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, checkFlags, flag, palette, runCommand } from './common.js';
@@ -61,6 +68,9 @@ export function runStartCli(argv: readonly string[]): Promise<number> {
     mkdirSync(join(dir, 'logs'), { recursive: true });
     const pids = new PidFile(dir);
 
+    // A damaged config of an earlier run is reported before anything starts (and never overwritten).
+    const configFile = join(dir, 'ferry.json');
+    if (existsSync(configFile)) readJson(configFile);
     const stack = new Stack();
     const stopping = waitForSignal(() => pids.killAll());
     try {
@@ -241,21 +251,26 @@ async function choosePort(configPath: string, asked: number | undefined): Promis
   return freePort();
 }
 
+/** A JSON object from `path`; anything else is the user's file we must not overwrite. */
 function readJson(path: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : {};
-  } catch {
-    return {};
+  const decoded = decodeWith(jsonObjectSchema, readFileSync(path, 'utf8'), path);
+  if (!decoded.ok) {
+    throw new CliFailure(`${decoded.message} (fix or remove it; ferry start keeps what it holds)`, EXIT_USAGE);
   }
+  return decoded.value;
 }
 
 /**
  * Writes DIR/ferry.json, keeping what the user changed (collections, source,
  * batch …) and setting what this run decides: the NATS URLs and the HTTP port.
  */
+function objectAt(current: Record<string, unknown>, key: string, path: string): Record<string, unknown> {
+  const value = current[key];
+  if (value === undefined) return {};
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  throw new CliFailure(`${path}: ${key}: must be an object`, EXIT_USAGE);
+}
+
 function writeConfig(
   path: string,
   o: { app: string | undefined; tenant: string | undefined; natsUrl: string; dataDir: string; httpPort: number },
@@ -269,10 +284,13 @@ function writeConfig(
     ...current,
     app,
     tenant,
-    bus: { ...(current.bus as object | undefined), url: o.natsUrl },
-    upstream: { ...(current.upstream as object | undefined), url: o.natsUrl },
-    http: { host: '127.0.0.1', ...(current.http as object | undefined), port: o.httpPort },
+    bus: { ...objectAt(current, 'bus', path), url: o.natsUrl },
+    upstream: { ...objectAt(current, 'upstream', path), url: o.natsUrl },
+    http: { host: '127.0.0.1', ...objectAt(current, 'http', path), port: o.httpPort },
   };
+  // What is written is what the daemon will load: refuse to write a config it would refuse.
+  const valid = parseWith(daemonConfigSchema, config);
+  if (!valid.ok) throw new CliFailure(`${path}: ${valid.message}`, EXIT_USAGE);
   writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`);
   return { app, tenant };
 }

@@ -5,8 +5,8 @@
  * dataDir). `--json` prints the same as one JSON object. Never changes anything.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeWith, statusReplySchema, type LoggedConflict, type StatusReply } from '@ferry/contracts';
-import { daemonDbPath, readConflictLog } from '../observe/conflict-log.js';
+import { decodeWith, statusReplySchema, type StatusReply } from '@ferry/contracts';
+import { daemonDbPath, readConflictLog, type ConflictLogRead } from '../observe/conflict-log.js';
 import {
   BUS_TARGET_FLAGS,
   CliFailure,
@@ -90,7 +90,11 @@ export function runStatusCli(argv: readonly string[]): Promise<number> {
           bus: target.url,
           ...status,
           recentConflicts: log.ok ? log.conflicts : null,
-          ...(log.ok ? {} : { conflictLogError: log.message }),
+          ...(log.ok
+            ? log.damaged.length > 0
+              ? { damagedConflictRows: log.damaged }
+              : {}
+            : { conflictLogError: log.message }),
         })}\n`,
       );
       return EXIT_OK;
@@ -100,13 +104,7 @@ export function runStatusCli(argv: readonly string[]): Promise<number> {
   });
 }
 
-function render(
-  target: BusTarget,
-  s: StatusReply,
-  log: { ok: true; conflicts: LoggedConflict[] } | { ok: false; message: string },
-  limit: number,
-  now: number,
-): string {
+function render(target: BusTarget, s: StatusReply, log: ConflictLogRead, limit: number, now: number): string {
   const c = palette(process.stdout);
   const row = (label: string, value: string) => `  ${label.padEnd(16)}${value}\n`;
   let out = `${c.bold(`Ferry daemon — app ${target.app}`)} ${c.dim(`(bus ${target.url})`)}\n`;
@@ -117,6 +115,7 @@ function render(
   out += row('last sync', s.lastSyncAt === null ? 'never' : `${clockTime(s.lastSyncAt)} (${ago(s.lastSyncAt, now)})`);
   if (limit === 0) return out;
   if (!log.ok) return out + row('conflicts', c.dim(`unavailable: ${log.message}`));
+  for (const message of log.damaged) out += row('damaged row', c.red(message));
   if (log.conflicts.length === 0) return out + row('conflicts', 'none recorded');
   out += `  recent conflicts ${c.dim(`(newest first, from ${daemonDbPath(target.config?.dataDir ?? '.')})`)}\n`;
   for (const { at, conflict } of log.conflicts) out += `    ${c.dim(clockTime(at))}  ${describeConflict(conflict)}\n`;

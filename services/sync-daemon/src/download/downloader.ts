@@ -18,6 +18,8 @@ import {
   pullResponseSchema,
   snapshotResponseSchema,
   type ErrorCode,
+  type ErrorReply,
+  type Schema,
   type SyncEvent,
 } from '@ferry/contracts';
 import type { Reconciled, Reconciler } from '../reconcile/reconciler.js';
@@ -116,23 +118,42 @@ export class Downloader {
     }
   }
 
-  /** One request/reply with the API; null after a failure it has already reported. */
-  async #request(subject: string, body: unknown, what: string): Promise<Uint8Array | null> {
+  /**
+   * One request/reply with the API, its reply checked against `schema`. A
+   * failure (no answer, a malformed reply, an error reply) is reported here;
+   * the caller gets the error code, if the API sent one, to act on.
+   */
+  async #ask<T extends object>(
+    subject: string,
+    body: unknown,
+    schema: Schema<T | ErrorReply>,
+    what: string,
+  ): Promise<{ ok: true; value: T } | { ok: false; code: ErrorCode | null }> {
+    const { emit, now } = this.#o;
+    let data: Uint8Array;
     try {
       const msg = await this.#o.nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), {
         timeout: this.#o.requestTimeoutMs ?? 10_000,
       });
-      return msg.data;
+      data = msg.data;
     } catch (err) {
       this.#o.onOnline(false, `${what}: ${err instanceof Error ? err.message : String(err)}`);
-      return null;
+      return { ok: false, code: null };
     }
-  }
-
-  /** An error reply: reported, and a server-side failure takes the link offline. */
-  #failed(code: ErrorCode, message: string): void {
-    this.#o.emit({ type: 'error', at: this.#o.now(), code, message });
-    if (code === 'unavailable' || code === 'internal') this.#o.onOnline(false, message);
+    const decoded = decodeWith(schema, data, `${what} reply`);
+    if (!decoded.ok) {
+      emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
+      return { ok: false, code: null };
+    }
+    const value = decoded.value;
+    if ('error' in value) {
+      const { code, message } = value.error;
+      emit({ type: 'error', at: now(), code, message });
+      if (code === 'unavailable' || code === 'internal') this.#o.onOnline(false, message);
+      return { ok: false, code };
+    }
+    this.#o.onOnline(true, `${what} answered`);
+    return { ok: true, value };
   }
 
   /** One snapshot page of a bootstrap; 'more' until it is in, then pulling takes over. */
@@ -144,22 +165,13 @@ export class Downloader {
     } else if (!this.#announced) this.#announce('resumed');
     const after = reconciler.snapshotResumeToken;
     const request = { limit: this.#o.snapshotPageLimit ?? 1000, ...(after === null ? {} : { after }) };
-    const data = await this.#request(apiSubjects.snapshot(tenant), request, 'snapshot');
-    if (data === null) return 'retry';
-    const decoded = decodeWith(snapshotResponseSchema, data, 'snapshot reply');
-    if (!decoded.ok) {
-      emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
-      return 'retry';
-    }
-    if ('error' in decoded.value) {
-      const { code, message } = decoded.value.error;
-      this.#failed(code, message);
+    const reply = await this.#ask(apiSubjects.snapshot(tenant), request, snapshotResponseSchema, 'snapshot');
+    if (!reply.ok) {
       // A token the server no longer honours (e.g. a restored server): start the snapshot over.
-      if (code === 'invalid' && after !== null) reconciler.beginBootstrap();
+      if (reply.code === 'invalid' && after !== null) reconciler.beginBootstrap();
       return 'retry';
     }
-    this.#o.onOnline(true, 'snapshot answered');
-    const page = decoded.value;
+    const page = reply.value;
     const result = reconciler.applySnapshotPage(page.entities, page.seq, page.after, page.more);
     emit({ type: 'snapshot-applied', at: now(), entities: page.entities.length, seq: page.seq, more: page.more });
     if (!page.more) this.#announced = false;
@@ -178,19 +190,9 @@ export class Downloader {
     const { tenant, reconciler, emit, now } = this.#o;
     const since = reconciler.cursor;
     const request = { since, limit: this.#o.pageLimit ?? 1000, clientId: this.#o.clientId };
-    const data = await this.#request(apiSubjects.pull(tenant), request, 'pull');
-    if (data === null) return 'retry';
-    const decoded = decodeWith(pullResponseSchema, data, 'pull reply');
-    if (!decoded.ok) {
-      emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
-      return 'retry';
-    }
-    if ('error' in decoded.value) {
-      this.#failed(decoded.value.error.code, decoded.value.error.message);
-      return 'retry';
-    }
-    this.#o.onOnline(true, 'pull answered');
-    const page = decoded.value;
+    const reply = await this.#ask(apiSubjects.pull(tenant), request, pullResponseSchema, 'pull');
+    if (!reply.ok) return 'retry';
+    const page = reply.value;
     if (page.resetRequired === true) {
       // The server no longer holds the log from our cursor: replace confirmed state with a snapshot.
       reconciler.beginBootstrap();

@@ -4,7 +4,6 @@
  * run by `ferry daemon`. Every step is reported as a sync event and a log line.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
@@ -18,6 +17,7 @@ import {
 } from '@ferry/contracts';
 import type { PolicyBook } from '@ferry/domain';
 import { BusCapture } from '../capture/bus-capture.js';
+import { daemonDbPath } from '../observe/conflict-log.js';
 import { Downloader } from '../download/downloader.js';
 import { BusPublisher } from '../publish/bus-publisher.js';
 import { Reconciler, type Reconciled } from '../reconcile/reconciler.js';
@@ -52,6 +52,7 @@ export class SyncEngine {
   #lastSyncAt: number | null = null;
   #head = 0;
   readonly #listeners = new Set<(event: SyncEvent) => void>();
+  readonly #stateListeners = new Set<(entities: readonly EntityState[]) => void>();
   #upstream: NatsConnection | null = null;
 
   constructor(options: SyncEngineOptions) {
@@ -69,7 +70,7 @@ export class SyncEngine {
     }
     const now = (this.#now = options.now ?? Date.now);
     mkdirSync(config.dataDir, { recursive: true });
-    this.wal = WalStore.open(join(config.dataDir, 'ferry-daemon.sqlite'), {
+    this.wal = WalStore.open(daemonDbPath(config.dataDir), {
       ...(config.clientId === undefined ? {} : { clientId: config.clientId }),
       newId: options.newId,
       now,
@@ -77,7 +78,7 @@ export class SyncEngine {
     const emit = (event: SyncEvent) => this.#emit(event);
     const known = config.strictCollections ? new Set(Object.keys(config.collections)) : null;
     const onAppended = (actions: readonly Action[]) => {
-      this.#publisher.publishState(this.reconciler.viewsOf(actions), this.reconciler.cursor);
+      this.#publishState(this.reconciler.viewsOf(actions));
       this.#uploader?.poke();
     };
     if (config.source.kind === 'sqlite') {
@@ -179,6 +180,17 @@ export class SyncEngine {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Listens to every state batch the app is sent (the embedding API; the bus gets them too). */
+  onState(listener: (entities: readonly EntityState[]) => void): () => void {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
+  }
+
+  #publishState(entities: EntityState[]): void {
+    this.#publisher.publishState(entities, this.reconciler.cursor);
+    if (entities.length > 0) for (const l of this.#stateListeners) l(entities);
+  }
+
   async start(): Promise<void> {
     this.#publisher.start();
     await this.#capture.start();
@@ -240,7 +252,7 @@ export class SyncEngine {
 
   #reconciled(result: Reconciled, _why: string): void {
     this.#source?.writeBack(result);
-    this.#publisher.publishState(result.changed, this.reconciler.cursor);
+    this.#publishState(result.changed);
     const at = this.#now();
     for (const conflict of result.conflicts) this.#emit({ type: 'conflict', at, conflict });
     for (const c of result.conflicts) {

@@ -9,13 +9,10 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  busSubjects,
-  decodeWith,
-  stateBatchSchema,
   type DaemonConfig,
+  type EntityState,
   type LoggedConflict,
   type StatusReply,
   type SyncEvent,
@@ -38,6 +35,8 @@ const HEARTBEAT_MS = 2000;
 
 export interface ObservedEngine {
   onEvent(listener: (event: SyncEvent) => void): () => void;
+  /** Every state batch the app is sent: the page's "recent changes". */
+  onState(listener: (entities: readonly EntityState[]) => void): () => void;
   status(): StatusReply;
   readonly clientId: string;
 }
@@ -45,8 +44,6 @@ export interface ObservedEngine {
 export interface DaemonHttpOptions {
   readonly config: Pick<DaemonConfig, 'app' | 'tenant' | 'bus'> & { http: { host: string; port: number } };
   readonly engine: ObservedEngine;
-  /** The local bus: the page's "recent changes" come from the StateBatches published there. */
-  readonly bus?: NatsConnection;
   readonly logger: Logger;
   readonly now?: () => number;
   /** Newest conflicts already in the daemon's log (shown after a restart too). */
@@ -61,7 +58,6 @@ export class DaemonHttpServer {
   readonly #clients = new Set<ServerResponse>();
   readonly #server: Server;
   #unlisten: (() => void) | null = null;
-  #stateSub: Subscription | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #statusTimer: NodeJS.Timeout | null = null;
   #url: string | null = null;
@@ -110,19 +106,14 @@ export class DaemonHttpServer {
     const address = this.#server.address() as AddressInfo;
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.#url = `http://${shownHost}:${address.port}`;
-    this.#unlisten = this.#o.engine.onEvent((event) => this.#onEvent(event));
-    const bus = this.#o.bus;
-    if (bus !== undefined) {
-      const subjects = busSubjects(this.#o.config.app, this.#o.config.bus.prefix);
-      this.#stateSub = bus.subscribe(subjects.state, {
-        callback: (err, msg) => {
-          if (err !== null) return;
-          const batch = decodeWith(stateBatchSchema, msg.data, 'state');
-          if (!batch.ok) return;
-          this.#broadcast('changes', this.view.recordChanges(batch.value.entities));
-        },
-      });
-    }
+    const unlistenEvents = this.#o.engine.onEvent((event) => this.#onEvent(event));
+    const unlistenState = this.#o.engine.onState((entities) =>
+      this.#broadcast('changes', this.view.recordChanges(entities)),
+    );
+    this.#unlisten = () => {
+      unlistenEvents();
+      unlistenState();
+    };
     this.#heartbeat = setInterval(() => this.#pushStatus(), HEARTBEAT_MS);
     this.#heartbeat.unref();
     if (!isLoopback(host)) {
@@ -138,7 +129,6 @@ export class DaemonHttpServer {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#unlisten?.();
-    this.#stateSub?.unsubscribe();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     if (this.#statusTimer !== null) clearTimeout(this.#statusTimer);
     for (const res of this.#clients) res.end();

@@ -6,35 +6,35 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { conflictRecordSchema, parseWith, type LoggedConflict } from '@ferry/contracts';
+import { conflictRecordSchema, decodeWith, type LoggedConflict } from '@ferry/contracts';
 
-/** The daemon's SQLite file inside its dataDir (the name SyncEngine opens). */
-export const DAEMON_DB_FILE = 'ferry-daemon.sqlite';
-
+/** The daemon's SQLite file inside its dataDir (SyncEngine opens it by this name too). */
 export function daemonDbPath(dataDir: string): string {
-  return join(dataDir, DAEMON_DB_FILE);
+  return join(dataDir, 'ferry-daemon.sqlite');
 }
 
-/** The newest `limit` conflicts of an open daemon database; a damaged row is skipped, not fatal. */
-export function recentConflicts(db: Database.Database, limit: number): LoggedConflict[] {
+/** The newest `limit` conflicts of an open daemon database, and what was wrong with any damaged row. */
+export function recentConflicts(
+  db: Database.Database,
+  limit: number,
+): { conflicts: LoggedConflict[]; damaged: string[] } {
   const rows = db
-    .prepare<[number], { at: number; record: string }>('SELECT at, record FROM conflicts ORDER BY id DESC LIMIT ?')
+    .prepare<[number], { id: number; at: number; record: string }>(
+      'SELECT id, at, record FROM conflicts ORDER BY id DESC LIMIT ?',
+    )
     .all(limit);
-  const out: LoggedConflict[] = [];
+  const conflicts: LoggedConflict[] = [];
+  const damaged: string[] = [];
   for (const row of rows) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(row.record);
-    } catch {
-      continue;
-    }
-    const parsed = parseWith(conflictRecordSchema, raw);
-    if (parsed.ok) out.push({ at: row.at, conflict: parsed.value });
+    const decoded = decodeWith(conflictRecordSchema, row.record, `conflicts row ${row.id}`);
+    if (decoded.ok) conflicts.push({ at: row.at, conflict: decoded.value });
+    else damaged.push(decoded.message);
   }
-  return out;
+  return { conflicts, damaged };
 }
 
-export type ConflictLogRead = { ok: true; conflicts: LoggedConflict[] } | { ok: false; message: string };
+export type ConflictLogRead =
+  { ok: true; conflicts: LoggedConflict[]; damaged: string[] } | { ok: false; message: string };
 
 /**
  * Opens the daemon's file read-only (safe beside a running daemon: WAL mode
@@ -47,7 +47,7 @@ export function readConflictLog(dataDir: string, limit: number): ConflictLogRead
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 2000');
-    return { ok: true, conflicts: recentConflicts(db, limit) };
+    return { ok: true, ...recentConflicts(db, limit) };
   } catch (err) {
     return { ok: false, message: `${path}: ${err instanceof Error ? err.message : String(err)}` };
   } finally {

@@ -7,6 +7,7 @@
  * memory and re-read after a rollback.
  */
 import type Database from 'better-sqlite3';
+import { ErrorCode, FerryError } from '@ferry/contracts';
 import type { WalStore } from '../wal/wal-store.js';
 
 export type BootstrapPhase = 'none' | 'loading' | 'catching-up';
@@ -131,8 +132,12 @@ export class BootstrapLedger {
   /** Re-reads the cached phase (at start, and after a rolled-back transaction). */
   reload(): void {
     const phase = this.#wal.getMeta(PHASE);
-    this.#phase = phase === 'loading' || phase === 'catching-up' ? phase : 'none';
-    this.#marksUntil = Number(this.#wal.getMeta(MARKS_UNTIL) ?? '0');
-    this.#walFloor = Number(this.#wal.getMeta(WAL_FLOOR) ?? '0');
+    if (phase !== undefined && phase !== 'loading' && phase !== 'catching-up') {
+      // Guessing a phase would fold snapshot actions twice or drop marks: refuse, naming the row.
+      throw new FerryError(ErrorCode.Internal, `stored row is not valid: meta ${PHASE}: unknown phase "${phase}"`);
+    }
+    this.#phase = phase ?? 'none';
+    this.#marksUntil = this.#wal.metaNumber(MARKS_UNTIL, 0);
+    this.#walFloor = this.#wal.metaNumber(WAL_FLOOR, 0);
   }
 }

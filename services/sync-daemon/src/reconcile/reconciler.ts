@@ -60,7 +60,7 @@ export class Reconciler {
   }
 
   #storedCursor(): number {
-    return Number(this.#wal.getMeta('cursor') ?? '0');
+    return this.#wal.metaNumber('cursor', 0);
   }
 
   /** The server seq up to which this replica has applied everything. */
@@ -74,10 +74,7 @@ export class Reconciler {
    */
   applyPulled(actions: readonly StoredAction[], next: number): Reconciled {
     return this.#atomically(() => {
-      for (const a of actions) {
-        const r = this.#wal.clock.receive(a.hlc);
-        if (!r.ok) throw new Error(r.message);
-      }
+      for (const a of actions) this.#receive(a.hlc);
       // Seen before (our own acknowledged actions coming back, mostly): dropped here,
       // before the materializer asks the WAL whether each one is pending.
       let fresh: readonly StoredAction[] = actions.filter((a) => !this.#seen.has(a.clientId, a.clientSeq));
@@ -110,10 +107,10 @@ export class Reconciler {
         return;
       }
       for (const ack of acks) {
-        const entry = this.#wal.lookup(ack.id);
-        if (entry?.state !== 'pending') continue;
+        const pending = this.#wal.pendingById(ack.id);
+        if (pending === undefined) continue;
         // Marks exist for the pages loaded so far, in either phase.
-        if (this.#inSnapshot(entry.action, ack.seq)) continue;
+        if (this.#inSnapshot(pending, ack.seq)) continue;
         this.#wal.holdAcknowledged([ack]);
       }
       this.#bootstrap.settle(this.#cursor);
@@ -149,8 +146,7 @@ export class Reconciler {
   applySnapshotPage(records: readonly EntityRecord[], seq: number, after: string | null, more: boolean): Reconciled {
     return this.#atomically(() => {
       const recs = records.map((r) => {
-        const t = this.#wal.clock.receive(r.hlc);
-        if (!t.ok) throw new Error(t.message);
+        this.#receive(r.hlc);
         const rec = recordFromJson(r);
         this.#records.put(rec);
         return rec;
@@ -184,8 +180,14 @@ export class Reconciler {
   #inSnapshot(a: Action, seq: number): boolean {
     const mark = this.#bootstrap.markOf(a.collection, a.entityId);
     if (mark === undefined || seq > mark) return false;
-    if (this.#wal.lookup(a.id)?.state === 'pending') this.#wal.markAcknowledged([{ id: a.id, seq }]);
+    this.#wal.markAcknowledged([{ id: a.id, seq }]); // a no-op unless it is ours and pending
     return true;
+  }
+
+  /** Server-vetted times advance the clock (no drift bound). */
+  #receive(hlc: number): void {
+    const r = this.#wal.clock.receive(hlc);
+    if (!r.ok) throw new Error(r.message);
   }
 
   /** Permanent rejections: actions leave the local state and are reported. */

@@ -7,7 +7,14 @@
  */
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import type { ConflictRecord, Fields } from '@ferry/contracts';
+import {
+  ConflictResolution,
+  decodeStored,
+  seqSchema,
+  type Action,
+  type ConflictRecord,
+  type Fields,
+} from '@ferry/contracts';
 import type { WalStore } from '../wal/wal-store.js';
 
 const LEDGER_SQL = `
@@ -110,7 +117,9 @@ export class AttachLedger {
 
   /** The highest outbox row of attachment `attachId` whose change is in the WAL. */
   watermark(attachId: string): number {
-    return Number(this.#wal.getMeta(`attach_outbox:${attachId}`) ?? '0');
+    const key = `attach_outbox:${attachId}`;
+    // Damaged (NaN would stop capture silently): an internal error naming the row.
+    return decodeStored(seqSchema, this.#wal.getMeta(key) ?? '0', `meta ${key}`);
   }
 
   /** Call inside the transaction that appends the covered actions. */
@@ -170,6 +179,47 @@ export class AttachLedger {
     this.#s.putCreator.run(collection, entityId, c.clientId, c.actionId, c.hlc, c.fieldsHash);
   }
 
+  /**
+   * The bookkeeping of one create of an entity of a table whose keys SQLite
+   * mints, local (capture) or pulled (reconciler): the first create seen is
+   * recorded; a later one by another client with other fields is an id
+   * collision, recorded and returned, unless already known (`found`: the
+   * collisions of the same transaction, not remembered yet). `kept`: which of
+   * the two creates this device's table keeps, this one (our own insert) or
+   * the first (a pulled create of an id we already have). Call inside the
+   * transaction that applies the create.
+   */
+  checkCreate(
+    create: Pick<Action, 'id' | 'clientId' | 'collection' | 'entityId' | 'hlc' | 'fields'>,
+    kept: 'this' | 'first',
+    at: number,
+    found: readonly ConflictRecord[] = [],
+  ): ConflictRecord | null {
+    const { collection, entityId } = create;
+    const hash = fieldsHash(create.fields);
+    const first = this.creator(collection, entityId);
+    if (first === undefined) {
+      this.recordCreator(collection, entityId, {
+        clientId: create.clientId,
+        actionId: create.id,
+        hlc: create.hlc,
+        fieldsHash: hash,
+      });
+      return null;
+    }
+    if (first.clientId === create.clientId || first.fieldsHash === hash) return null;
+    if (
+      this.collided(collection, entityId) ||
+      found.some((c) => c.collection === collection && c.entityId === entityId)
+    )
+      return null;
+    const self = { actionId: create.id, clientId: create.clientId, hlc: create.hlc };
+    const conflict =
+      kept === 'this' ? idCollision(collection, entityId, self, first) : idCollision(collection, entityId, first, self);
+    this.recordCollision(conflict, at);
+    return conflict;
+  }
+
   collided(collection: string, entityId: string): boolean {
     return this.#collided.has(key(collection, entityId));
   }
@@ -205,4 +255,25 @@ function canonicalJson(v: unknown): string {
     .sort()
     .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
     .join(',')}}`;
+}
+
+/**
+ * The conflict record of an id collision. `winner` is the row this device's
+ * table keeps, `loser` the other device's create, which is not merged into it.
+ */
+export function idCollision(
+  collection: string,
+  entityId: string,
+  kept: { actionId: string; clientId: string; hlc: number },
+  other: { actionId: string; clientId: string; hlc: number },
+): ConflictRecord {
+  return {
+    collection,
+    entityId,
+    field: null,
+    winner: { actionId: kept.actionId, clientId: kept.clientId, hlc: kept.hlc },
+    loser: { actionId: other.actionId, clientId: other.clientId, hlc: other.hlc },
+    resolution: ConflictResolution.IdCollision,
+    reason: `table ${collection} has an INTEGER PRIMARY KEY and clients ${kept.clientId} and ${other.clientId} both created id ${entityId} with different rows; each device keeps its own row (use TEXT/uuid keys, see docs/attach.md)`,
+  } as ConflictRecord;
 }

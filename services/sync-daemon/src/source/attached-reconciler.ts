@@ -8,8 +8,7 @@
 import type { ConflictRecord, StoredAction } from '@ferry/contracts';
 import type { Rejection, Acknowledgement } from '@ferry/domain';
 import { Reconciler, type Reconciled, type ReconcilerOptions } from '../reconcile/reconciler.js';
-import { fieldsHash, type AttachLedger } from './attach-ledger.js';
-import { idCollision } from './sqlite-outbox-capture.js';
+import type { AttachLedger } from './attach-ledger.js';
 
 export interface AttachedReconcilerHooks {
   readonly ledger: AttachLedger;
@@ -65,30 +64,8 @@ export class AttachedReconciler extends Reconciler {
     const out: ConflictRecord[] = [];
     for (const a of actions) {
       if (a.op !== 'create' || a.clientId === own || !mintedKeys(a.collection)) continue;
-      const hash = fieldsHash(a.fields);
-      const first = ledger.creator(a.collection, a.entityId);
-      if (first === undefined) {
-        ledger.recordCreator(a.collection, a.entityId, {
-          clientId: a.clientId,
-          actionId: a.id,
-          hlc: a.hlc,
-          fieldsHash: hash,
-        });
-        continue;
-      }
-      if (first.clientId === a.clientId || first.fieldsHash === hash) continue;
-      if (
-        ledger.collided(a.collection, a.entityId) ||
-        out.some((c) => c.collection === a.collection && c.entityId === a.entityId)
-      )
-        continue;
-      const conflict = idCollision(a.collection, a.entityId, first, {
-        actionId: a.id,
-        clientId: a.clientId,
-        hlc: a.hlc,
-      });
-      ledger.recordCollision(conflict, this.#options.now());
-      out.push(conflict);
+      const conflict = ledger.checkCreate(a, 'first', this.#options.now(), out);
+      if (conflict !== null) out.push(conflict);
     }
     return out;
   }

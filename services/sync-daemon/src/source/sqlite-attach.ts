@@ -6,8 +6,16 @@
  * exactly what attach added. Never touches the app's rows or its own schema.
  */
 import type Database from 'better-sqlite3';
-import { FerryError } from '@ferry/contracts';
-import { FERRY_PREFIX, inspectSchema, type Inspection, type TableProblem, type TableSpec } from './sqlite-schema.js';
+import { collectionNameSchema, decodeStored, ErrorCode, FerryError, parseWith, seqSchema } from '@ferry/contracts';
+import {
+  FERRY_PREFIX,
+  inspectSchema,
+  type ColumnSpec,
+  type Inspection,
+  type TableProblem,
+  type TableSpec,
+} from './sqlite-schema.js';
+import type { Affinity } from './sqlite-values.js';
 
 export const OUTBOX = `${FERRY_PREFIX}outbox`;
 export const META = `${FERRY_PREFIX}meta`;
@@ -75,9 +83,73 @@ export function readAttachment(db: Database.Database): Attachment | null {
   if (attachId === undefined || Number(meta.get('format')) !== ATTACH_FORMAT) return null;
   return {
     attachId,
-    selection: JSON.parse(meta.get('selection') ?? 'null') as string[] | null,
-    layout: JSON.parse(meta.get('layout') ?? '[]') as TableSpec[],
+    selection: decodeMeta(db, 'selection', meta.get('selection') ?? 'null', isSelection),
+    layout: decodeMeta(db, 'layout', meta.get('layout') ?? '[]', isLayout),
   };
+}
+
+/**
+ * Reads back one JSON value Ferry wrote into `_ferry_meta`. A value that is
+ * not valid JSON or not of the shape attach wrote (edited by hand, a torn
+ * write) is refused with the way out, never used as if it were right.
+ */
+function decodeMeta<T>(db: Database.Database, key: string, text: string, check: (v: unknown) => v is T): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (value === undefined || !check(value)) {
+    throw new FerryError(
+      ErrorCode.Invalid,
+      `${db.name}: ${META}.${key} is damaged; run ferry detach --force, then ferry attach`,
+    );
+  }
+  return value;
+}
+
+const AFFINITIES: readonly Affinity[] = ['INTEGER', 'TEXT', 'BLOB', 'REAL', 'NUMERIC'];
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isAffinity = (v: unknown): v is Affinity => AFFINITIES.includes(v as Affinity);
+
+/** The stored `--tables` selection: null (every table) or a list of table names. */
+function isSelection(v: unknown): v is string[] | null {
+  return v === null || isStringArray(v);
+}
+
+function isColumn(v: unknown): v is ColumnSpec {
+  return (
+    isRecord(v) &&
+    typeof v.name === 'string' &&
+    isAffinity(v.affinity) &&
+    (v.defaultSql === null || typeof v.defaultSql === 'string')
+  );
+}
+
+/** The installed layout, exactly as installCapture wrote it (TableSpec[]). */
+function isLayout(v: unknown): v is TableSpec[] {
+  return (
+    Array.isArray(v) &&
+    v.every(
+      (t) =>
+        isRecord(t) &&
+        parseWith(collectionNameSchema, t.table).ok &&
+        Array.isArray(t.columns) &&
+        t.columns.length > 0 &&
+        t.columns.every(isColumn) &&
+        Array.isArray(t.pk) &&
+        t.pk.length > 0 &&
+        t.pk.every((k) => isRecord(k) && typeof k.name === 'string' && isAffinity(k.affinity)) &&
+        typeof t.mintedKeys === 'boolean' &&
+        typeof t.autoincrement === 'boolean' &&
+        typeof t.withoutRowid === 'boolean' &&
+        typeof t.strict === 'boolean' &&
+        isStringArray(t.notes),
+    )
+  );
 }
 
 /** `ferry attach`: installs (or brings up to date) capture in one IMMEDIATE transaction. */
@@ -196,10 +268,24 @@ export function detach(db: Database.Database, options: { force?: boolean } = {})
         .get(OUTBOX)?.n ?? 0) > 0;
     let uncaptured = 0;
     if (outboxExists) {
-      const through = Number(
-        db.prepare<[], { value: string }>(`SELECT value FROM ${quoteId(META)} WHERE key = 'captured_through'`).get()
-          ?.value ?? '0',
-      );
+      const stored = db
+        .prepare<[], { value: unknown }>(`SELECT value FROM ${quoteId(META)} WHERE key = 'captured_through'`)
+        .get()?.value;
+      let through = 0;
+      try {
+        // A BLOB put there by hand is not a number either (JSON of a Buffer is an object).
+        const text = stored === undefined ? '0' : typeof stored === 'string' ? stored : JSON.stringify(stored);
+        through = decodeStored(seqSchema, text, `meta captured_through`);
+      } catch (err) {
+        // Damaged: which rows a daemon has captured is unknown. Forced, every row counts as dropped.
+        if (options.force !== true) {
+          throw new FerryError(
+            ErrorCode.Invalid,
+            `cannot detach: ${db.name}: ${META}.captured_through is damaged (${(err as Error).message}), so it is unknown which changes reached a daemon (pass --force to drop them)`,
+            { cause: err },
+          );
+        }
+      }
       uncaptured =
         db.prepare<[number], { n: number }>(`SELECT count(*) AS n FROM ${quoteId(OUTBOX)} WHERE id > ?`).get(through)
           ?.n ?? 0;

@@ -8,7 +8,6 @@
  */
 import type Database from 'better-sqlite3';
 import {
-  ConflictResolution,
   ErrorCode,
   type Action,
   type ChangeEvent,
@@ -17,7 +16,7 @@ import {
 } from '@ferry/contracts';
 import type { CaptureOptions } from '../capture/bus-capture.js';
 import { DEFAULT_CHANGE_LIMITS, type ChangeLimits } from '../capture/validate-change.js';
-import { fieldsHash, type AttachLedger } from './attach-ledger.js';
+import type { AttachLedger } from './attach-ledger.js';
 import { META, OUTBOX, quoteId, type Attachment } from './sqlite-attach.js';
 import type { TableSpec } from './sqlite-schema.js';
 import { ValueError, encodeEntityId, parseQuotedList, toJsonValue } from './sqlite-values.js';
@@ -28,8 +27,17 @@ export interface OutboxCaptureOptions extends CaptureOptions {
   readonly ledger: AttachLedger;
 }
 
+/** As read: the columns are declared TEXT, but a row inserted by hand can hold any value (a BLOB …). */
 interface OutboxRow {
   id: number;
+  tbl: unknown;
+  op: unknown;
+  pk: unknown;
+  data: unknown;
+}
+
+/** A row whose every column has the type the triggers write. */
+interface TextRow extends OutboxRow {
   tbl: string;
   op: string;
   pk: string;
@@ -146,7 +154,7 @@ export class OutboxCapture {
         result.forEach((action, i) => {
           const draft = drafts[i] as Draft;
           if (!draft.spec.mintedKeys || action.op !== 'create') return;
-          const conflict = this.#recordCreate(action);
+          const conflict = this.#recordCreate(action, conflicts);
           if (conflict !== null) conflicts.push(conflict);
         });
         ledger.setWatermark(attachment.attachId, last);
@@ -209,14 +217,17 @@ export class OutboxCapture {
     }
   }
 
-  #decode(row: OutboxRow): Draft | Letter {
-    const ref = `outbox:${row.id}`;
+  #decode(raw: OutboxRow): Draft | Letter {
+    const ref = `outbox:${raw.id}`;
     const letter = (code: ErrorCodeType, reason: string): Letter => ({
       ref,
       code,
-      reason: `${OUTBOX} row ${row.id} (table ${row.tbl}, ${row.op}): ${reason}`,
-      payload: JSON.stringify(row),
+      reason: `${OUTBOX} row ${raw.id} (table ${describeValue(raw.tbl)}, ${describeValue(raw.op)}): ${reason}`,
+      payload: JSON.stringify(raw, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
     });
+    const bad = wrongColumns(raw);
+    if (bad.length > 0) return letter(ErrorCode.Invalid, `${bad.join(', ')}: not what the capture triggers write`);
+    const row = raw as TextRow;
     const spec = this.#layout.get(row.tbl);
     if (spec === undefined) return letter(ErrorCode.Invalid, 'the table is not in the installed layout');
     let event: ChangeEvent;
@@ -309,44 +320,22 @@ export class OutboxCapture {
   }
 
   /** Notes our create of a minted id; a collision when another device created it first with another row. */
-  #recordCreate(action: Action): ConflictRecord | null {
-    const { ledger } = this.#o;
-    const hash = fieldsHash(action.fields);
-    const first = ledger.creator(action.collection, action.entityId);
-    if (first === undefined) {
-      ledger.recordCreator(action.collection, action.entityId, {
-        clientId: action.clientId,
-        actionId: action.id,
-        hlc: action.hlc,
-        fieldsHash: hash,
-      });
-      return null;
-    }
-    if (first.clientId === action.clientId || first.fieldsHash === hash) return null;
-    if (ledger.collided(action.collection, action.entityId)) return null;
-    const conflict = idCollision(action.collection, action.entityId, { ...action, actionId: action.id }, first);
-    ledger.recordCollision(conflict, this.#o.now());
-    return conflict;
+  #recordCreate(action: Action, found: readonly ConflictRecord[]): ConflictRecord | null {
+    return this.#o.ledger.checkCreate(action, 'this', this.#o.now(), found);
   }
 }
 
-/**
- * The conflict record of an id collision. `winner` is the row this device's
- * table keeps, `loser` the other device's create, which is not merged into it.
- */
-export function idCollision(
-  collection: string,
-  entityId: string,
-  kept: { actionId: string; clientId: string; hlc: number },
-  other: { actionId: string; clientId: string; hlc: number },
-): ConflictRecord {
-  return {
-    collection,
-    entityId,
-    field: null,
-    winner: { actionId: kept.actionId, clientId: kept.clientId, hlc: kept.hlc },
-    loser: { actionId: other.actionId, clientId: other.clientId, hlc: other.hlc },
-    resolution: ConflictResolution.IdCollision,
-    reason: `table ${collection} has an INTEGER PRIMARY KEY and clients ${kept.clientId} and ${other.clientId} both created id ${entityId} with different rows; each device keeps its own row (use TEXT/uuid keys, see docs/attach.md)`,
-  } as ConflictRecord;
+/** The columns of an outbox row that do not hold the type the triggers write (text; data text or null). */
+function wrongColumns(row: OutboxRow): string[] {
+  const bad: string[] = [];
+  if (typeof row.tbl !== 'string') bad.push(`tbl is ${typeOf(row.tbl)}`);
+  if (typeof row.op !== 'string') bad.push(`op is ${typeOf(row.op)}`);
+  if (typeof row.pk !== 'string') bad.push(`pk is ${typeOf(row.pk)}`);
+  if (row.data !== null && typeof row.data !== 'string') bad.push(`data is ${typeOf(row.data)}`);
+  return bad;
 }
+
+const typeOf = (v: unknown): string =>
+  v === null ? 'NULL' : Buffer.isBuffer(v) ? 'a BLOB' : typeof v === 'string' ? 'TEXT' : `a ${typeof v}`;
+
+const describeValue = (v: unknown): string => (typeof v === 'string' ? v : typeOf(v));

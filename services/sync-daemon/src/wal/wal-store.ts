@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import {
   actionSchema,
   decodeStored,
+  seqSchema,
   type Action,
   type ChangeEvent,
   type ClientId,
@@ -73,12 +74,13 @@ export class WalStore {
     const clientId = stored ?? options.clientId ?? options.newId();
     if (stored === undefined) setMeta.run('client_id', clientId);
     this.clientId = clientId as ClientId;
-    this.#nextClientSeq = Number(getMeta.get('next_client_seq')?.value ?? '1');
+    const metaNumber = (key: string, fallback: number) => readMetaNumber(getMeta.get(key)?.value, key, fallback);
+    this.#nextClientSeq = metaNumber('next_client_seq', 1);
     // Resume strictly above every hlc issued before the restart (invariant C1).
     this.clock = new HlcClock({
       now: options.now,
       maxDriftMs: Number.POSITIVE_INFINITY,
-      last: Number(getMeta.get('hlc_last')?.value ?? '0'),
+      last: metaNumber('hlc_last', 0),
     });
     this.#stmts = {
       getMeta,
@@ -128,7 +130,6 @@ export class WalStore {
         'SELECT client_seq, body, seq FROM wal WHERE state = 0 AND seq IS NOT NULL ORDER BY client_seq',
       ),
       anyHeld: db.prepare<[], { one: number }>('SELECT 1 AS one FROM wal WHERE state = 0 AND seq IS NOT NULL LIMIT 1'),
-      reject: db.prepare<[string, string]>('UPDATE wal SET state = 2, reason = ? WHERE id = ? AND state = 0'),
       compact: db.prepare<[number]>('DELETE FROM wal WHERE state = 1 AND seq <= ?'),
       deadLetter: db.prepare(
         'INSERT INTO dead_letters (at, source_ref, code, reason, payload) VALUES (@at, @sourceRef, @code, @reason, @payload)',
@@ -278,7 +279,7 @@ export class WalStore {
   /** Re-reads the in-memory counters after a rolled-back transaction. */
   reloadCounters(): void {
     this.#pendingCount = this.#stmts.pendingCount.get()?.n ?? 0;
-    this.#nextClientSeq = Number(this.#stmts.getMeta.get('next_client_seq')?.value ?? '1');
+    this.#nextClientSeq = this.metaNumber('next_client_seq', 1);
   }
 
   /** Entities with pending actions (for whole-state reads; not on the hot path). */
@@ -343,15 +344,6 @@ export class WalStore {
     return this.#stmts.anyHeld.get() !== undefined;
   }
 
-  /** Marks permanent failures; they leave the pending queue but stay in the log with the reason. */
-  markRejected(rejections: readonly { id: string; reason: string }[]): number {
-    const n = this.#db.transaction(() =>
-      rejections.reduce((sum, r) => sum + this.#stmts.reject.run(r.reason, r.id).changes, 0),
-    )();
-    this.#pendingCount -= n;
-    return n;
-  }
-
   /**
    * Deletes acknowledged entries at or below `seq` (their effect lives in
    * confirmed state), keeping their event ids for deduplication for
@@ -384,6 +376,11 @@ export class WalStore {
     return this.#stmts.deadLetterCount.get()?.n ?? 0;
   }
 
+  /** A numeric meta value (cursor, counters, clock): a damaged one is an `internal` error naming the key. */
+  metaNumber(key: string, fallback: number): number {
+    return readMetaNumber(this.getMeta(key), key, fallback);
+  }
+
   getMeta(key: string): string | undefined {
     return this.#stmts.getMeta.get(key)?.value;
   }
@@ -395,6 +392,10 @@ export class WalStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+function readMetaNumber(value: string | undefined, key: string, fallback: number): number {
+  return value === undefined ? fallback : decodeStored(seqSchema, value, `meta ${key}`);
 }
 
 const ACTION_KEYS = new Set([
