@@ -15,3 +15,4 @@ export * from './config.js';
 export * from './subjects.js';
 export * from './protocol-version.js';
 export * from './daemon-http.js';
+export * from './fast-check.js';

@@ -53,11 +53,16 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, contex
   return { ok: false, message: formatIssues(result.error.issues, context) };
 }
 
-/** Decodes JSON bytes or text, then parses; malformed JSON is reported like a schema issue. */
+/**
+ * Decodes JSON bytes or text, then parses; malformed JSON is reported like a
+ * schema issue. `surely` (fast-check.ts) may vouch for the decoded value,
+ * which is then taken as it is; zod decides (and words) everything else.
+ */
 export function decodeWith<S extends z.ZodType>(
   schema: S,
   data: Uint8Array | string,
   context?: string,
+  surely?: (raw: unknown) => boolean,
 ): ParseResult<z.output<S>> {
   let raw: unknown;
   try {
@@ -66,6 +71,7 @@ export function decodeWith<S extends z.ZodType>(
     const reason = err instanceof Error ? err.message : String(err);
     return { ok: false, message: `${context === undefined ? '' : `${context}: `}(root): not valid JSON (${reason})` };
   }
+  if (surely?.(raw) === true) return { ok: true, value: raw as z.output<S> };
   return parseWith(schema, raw, context);
 }
 

@@ -17,7 +17,15 @@ import { ConflictResolution } from '@ferry/contracts';
 import { applyAction } from './apply-action.js';
 import { ClientSeqSet } from './client-seq-set.js';
 import { applyCustom } from './custom-merge.js';
-import { MemoryPendingStore, MemoryRecordStore, type PendingStore, type RecordStore, type SeenSet } from './stores.js';
+import { entityKey } from './oracle.js';
+import {
+  MemoryPendingStore,
+  MemoryRecordStore,
+  type EntityKey,
+  type PendingStore,
+  type RecordStore,
+  type SeenSet,
+} from './stores.js';
 import {
   applyLww,
   cloneRecord,
@@ -140,6 +148,7 @@ export class Materializer {
     const sink = this.#sink;
     // Only a confirmation below can change the pending set during this call.
     let anyPending = pendingStore.size > 0;
+    if (records.prefetch !== undefined) records.prefetch(actions.map((a): EntityKey => [a.collection, a.entityId]));
 
     for (let i = 0; i < actions.length; i++) {
       const a = actions[i] as Action;
@@ -222,7 +231,19 @@ export class Materializer {
    * state cannot change (same actions, other side of the ⊕), so nothing is reported.
    */
   confirm(acks: readonly Acknowledgement[]): ApplyResult {
-    for (const ack of acks) this.#confirmOne(ack.id, ack.seq);
+    const pending = this.#pending;
+    const removed = pending.removeMany?.(acks);
+    if (removed !== undefined && this.#records.prefetch !== undefined) {
+      this.#records.prefetch([...removed.values()].map((a): EntityKey => [a.collection, a.entityId]));
+    }
+    // One write-back per record, however many of its actions were acknowledged together.
+    const folded = new Set<EntityRec>();
+    for (const ack of acks) {
+      const a = removed === undefined ? pending.remove(ack.id, { seq: ack.seq }) : removed.get(ack.id);
+      const rec = this.#foldConfirmed(a, ack.seq);
+      if (rec !== undefined) folded.add(rec);
+    }
+    if (folded.size > 0) this.#records.changed?.([...folded]);
     return { changed: [], conflicts: [], duplicates: 0 };
   }
 
@@ -234,7 +255,7 @@ export class Materializer {
     for (const r of rejections) {
       const before = this.#pending.get(r.id);
       if (before !== undefined && this.#materialize(before.collection, before.entityId) !== null) {
-        wasVisible.add(`${before.collection}\u0000${before.entityId}`);
+        wasVisible.add(entityKey(before.collection, before.entityId));
       }
       const a = this.#pending.remove(r.id, { reason: r.reason });
       if (a === undefined) continue;
@@ -278,7 +299,7 @@ export class Materializer {
     const seen = new Set<string>();
     for (const source of [this.#records.keys(collection), this.#pending.keys(collection)]) {
       for (const [c, id] of source) {
-        const key = `${c}\u0000${id}`;
+        const key = entityKey(c, id);
         if (seen.has(key)) continue;
         seen.add(key);
         const view = this.#materialize(c, id);
@@ -293,14 +314,19 @@ export class Materializer {
   }
 
   #confirmOne(id: string, seq: number): void {
-    const a = this.#pending.remove(id, { seq });
-    if (a === undefined || !this.#seen.add(a.clientId, a.clientSeq)) return;
+    const rec = this.#foldConfirmed(this.#pending.remove(id, { seq }), seq);
+    if (rec !== undefined) this.#records.changed?.([rec]);
+  }
+
+  /** Folds an action just taken out of the pending set into its confirmed record; the record, unless seen before. */
+  #foldConfirmed(a: Action | undefined, seq: number): EntityRec | undefined {
+    if (a === undefined || !this.#seen.add(a.clientId, a.clientSeq)) return undefined;
     const confirmed: Action = seq > 0 ? { ...a, seq } : a;
     let rec = this.#records.get(a.collection, a.entityId);
     if (rec === undefined) this.#records.put((rec = emptyRecord(a.collection, a.entityId)));
     // The local user saw what they overwrote: no clash reporting for their own writes.
     applyAction(rec, confirmed, this.#policies.for(a.collection));
-    this.#records.changed?.([rec]);
+    return rec;
   }
 
   #gone(collection: string, id: string): EntityState {
@@ -308,9 +334,11 @@ export class Materializer {
     return { collection, id, fields: {}, deleted: true, version: rec?.version ?? 0, hlc: rec?.hlc ?? 0 } as EntityState;
   }
 
-  #materialize(collection: string, id: string): EntityState | null {
+  /** `lists`: the pending actions of a batch of entities, read together (`PendingStore.forEntities`). */
+  #materialize(collection: string, id: string, lists?: ReadonlyMap<string, readonly Action[]>): EntityState | null {
     const rec = this.#records.get(collection, id);
-    const pending = this.#pending.forEntity(collection, id);
+    const pending =
+      lists === undefined ? this.#pending.forEntity(collection, id) : lists.get(entityKey(collection, id));
     if (pending === undefined) return rec === undefined ? null : viewRecord(rec);
     const overlay = rec === undefined ? emptyRecord(collection, id) : cloneRecord(rec);
     const policy = this.#policies.for(collection);
@@ -321,11 +349,21 @@ export class Materializer {
   /** Views of changed entities; one that vanished is shown as gone only if the app could see it. */
   #views(changed: Changed, wasVisible?: ReadonlySet<string>): EntityState[] {
     const out: EntityState[] = [];
+    let lists: ReadonlyMap<string, readonly Action[]> | undefined;
+    const records = this.#records;
+    const pending = this.#pending;
+    if (records.prefetch !== undefined || pending.forEntities !== undefined) {
+      const keys: EntityKey[] = [];
+      for (const [collection, ids] of changed) for (const id of ids) keys.push([collection, id]);
+      records.prefetch?.(keys);
+      // Nothing pending: every list is empty, no need to ask.
+      lists = pending.size === 0 ? new Map() : pending.forEntities?.(keys);
+    }
     for (const [collection, ids] of changed) {
       for (const id of ids) {
-        const view = this.#materialize(collection, id);
+        const view = this.#materialize(collection, id, lists);
         if (view !== null) out.push(view);
-        else if (wasVisible?.has(`${collection}\u0000${id}`) === true) out.push(this.#gone(collection, id));
+        else if (wasVisible?.has(entityKey(collection, id)) === true) out.push(this.#gone(collection, id));
       }
     }
     return out;

@@ -7,14 +7,23 @@
  * same key until the caller is done with a batch (an identity map), because
  * records are updated in place; `put` receives each new record; `changed`
  * (optional) receives, once per call, every record that was created or
- * changed, so a persistent adapter can write them back.
+ * changed, so a persistent adapter can write them back. The batched forms
+ * (`prefetch`, `forEntities`, `removeMany`) are optional too: a store whose
+ * every call costs a query answers a whole batch with one; their results must
+ * equal the single forms'.
  */
 import type { Action } from '@ferry/contracts';
 import { ClientSeqSet } from './client-seq-set.js';
 import type { EntityRec } from './entity-record.js';
+import { entityKey } from './oracle.js';
+
+/** An entity: its collection and id (`entityKey` of oracle.ts makes a map key of them). */
+export type EntityKey = readonly [collection: string, id: string];
 
 export interface RecordStore {
   get(collection: string, id: string): EntityRec | undefined;
+  /** Reads these records ahead of the `get`s that follow, in one go; `get` still answers each. */
+  prefetch?(keys: readonly EntityKey[]): void;
   /** A record that did not exist before. */
   put(rec: EntityRec): void;
   /** Records created or changed by one materializer call. */
@@ -28,9 +37,13 @@ export interface PendingStore {
   get(id: string): Action | undefined;
   /** Pending actions on one entity in the order they were added; undefined when none. */
   forEntity(collection: string, id: string): readonly Action[] | undefined;
+  /** forEntity of many entities at once, by `entityKey`; an entity with none is absent. */
+  forEntities?(keys: readonly EntityKey[]): ReadonlyMap<string, readonly Action[]>;
   add(action: Action): void;
   /** Takes the action out of the pending set, recording why (a WAL marks it so at once). */
   remove(id: string, outcome: PendingOutcome): Action | undefined;
+  /** remove(id, {seq}) of many at once: the actions that were pending, by id. */
+  removeMany?(acks: readonly { readonly id: string; readonly seq: number }[]): ReadonlyMap<string, Action>;
   keys(collection?: string): Iterable<readonly [collection: string, id: string]>;
   all(): Iterable<Action>;
 }
@@ -92,6 +105,24 @@ export class MemoryPendingStore implements PendingStore {
 
   forEntity(collection: string, id: string): readonly Action[] | undefined {
     return this.#byEntity.get(collection)?.get(id);
+  }
+
+  forEntities(keys: readonly EntityKey[]): ReadonlyMap<string, readonly Action[]> {
+    const out = new Map<string, readonly Action[]>();
+    for (const [collection, id] of keys) {
+      const list = this.forEntity(collection, id);
+      if (list !== undefined) out.set(entityKey(collection, id), [...list]);
+    }
+    return out;
+  }
+
+  removeMany(acks: readonly { readonly id: string; readonly seq: number }[]): ReadonlyMap<string, Action> {
+    const out = new Map<string, Action>();
+    for (const ack of acks) {
+      const a = this.remove(ack.id, { seq: ack.seq });
+      if (a !== undefined) out.set(ack.id, a);
+    }
+    return out;
   }
 
   add(action: Action): void {

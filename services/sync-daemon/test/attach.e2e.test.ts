@@ -5,6 +5,7 @@
 // nothing from Ferry. Offline edits converge to the oracle; both apps write at
 // full speed while the daemons write back; kill -9 of a daemon loses nothing;
 // minted integer ids that collide are reported; detach restores the schema.
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -260,13 +261,16 @@ describe('attach mode: two devices, two apps that know nothing of Ferry', () => 
       t = (Math.imul(t, 1664525) + 1013904223) >>> 0;
       return t / 4294967296;
     };
+    // The app writes until told to stop, so every kill lands while it commits, however slow the restarts.
+    const stopFile = join(dir.path, 'stop-writing');
     const writer = runApp<AppStats>(a.db, 'workload', {
       seed: SEED + 5,
-      ops: 4000,
+      ops: 2000,
       prefix: 'k',
       paceEvery: 5,
       paceMs: 10,
       txEvery: 4,
+      stopFile,
     });
     let writing = true;
     void writer.finally(() => (writing = false));
@@ -281,6 +285,7 @@ describe('attach mode: two devices, two apps that know nothing of Ferry', () => 
     }
     // The kills landed while the app was writing.
     expect(writing).toBe(true);
+    writeFileSync(stopFile, '');
     const stats = await writer;
     expect(stats.busy).toBe(0);
     const log = await converged('both files to converge after the kills', 90_000);

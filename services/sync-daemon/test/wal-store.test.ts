@@ -122,6 +122,25 @@ describe('WalStore', () => {
     });
   });
 
+  it('batched reads and settles answer as the single ones do', () => {
+    const wal = open();
+    const events = Array.from({ length: 1300 }, (_, i) => change(String(i % 700))); // > one chunk of keys
+    const appended = wal.appendMany(events).appended;
+    const keys = Array.from({ length: 700 }, (_, i) => ['notes', String(i)] as const);
+    const many = wal.pendingForMany([...keys, ['notes', '3'], ['notes', 'none'], ['other', '1']]);
+    expect(many.size).toBe(700);
+    for (const [c, id] of keys) expect(many.get(`${c}\u0000${id}`)).toEqual(wal.pendingFor(c, id));
+    // Acknowledged with their seqs in one statement; one unknown id and one already settled are left out.
+    const acks = appended.slice(0, 600).map((a, i) => ({ id: a.id, seq: 100 + i }));
+    expect(wal.settle(appended[0]!.id, { seq: 100 })).toEqual(appended[0]);
+    const settled = wal.settleAcknowledged([...acks, { id: uuidv7(), seq: 9 }]);
+    expect(settled.size).toBe(599);
+    expect(settled.get(appended[1]!.id)).toEqual(appended[1]);
+    expect(wal.pendingCount()).toBe(700);
+    expect(wal.lookup(appended[599]!.id)).toMatchObject({ state: 'acknowledged', seq: 699 });
+    expect(wal.pendingFor('notes', '1').map((a) => a.clientSeq)).toEqual([702]);
+  });
+
   it('keeps clientId, clientSeq and the clock across a restart, even after compaction', () => {
     const first = open();
     const [a] = first.appendMany([change('1'), change('2')]).appended;

@@ -9,12 +9,12 @@ import {
   FerryError,
   parseWith,
   pushRequestSchema,
+  surelyValidPushRequest,
   type JsonValue,
   type Limits,
   type PushRequest,
 } from '@ferry/contracts';
 import { checkDrift } from '@ferry/domain';
-import { surelyValidPushRequest } from './fast-check.js';
 import { locateRawActions, type RawActions } from './raw-actions.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: FerryError };

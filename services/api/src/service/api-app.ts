@@ -66,6 +66,8 @@ export class ApiApp {
     const store = SqliteStore.open({
       path,
       policies: policies.policies,
+      // A client that keeps pulling must stay "seen" to the purge, however short the window.
+      cursorRefreshMs: Math.min(60_000, (config.retention.windowDays * DAY_MS) / 4),
       logger: this.#logger.child({ component: 'store' }),
     });
     this.#store = store;

@@ -84,11 +84,17 @@ export interface SqliteStoreOptions {
   readonly logger?: Logger;
   /** For tests: the writer waits this long before each WAL sync (a push is answered only after it). */
   readonly walSyncDelayMs?: number;
+  /**
+   * A client pulling at an unchanged cursor has it (and its last-seen time)
+   * rewritten this often; keep it well inside the retention window, or a client
+   * that keeps pulling looks away to the purge. Default 60 s.
+   */
+  readonly cursorRefreshMs?: number;
 }
 
 /** Records per checkpoint write-set: small enough that pushes are not held up behind one for long. */
 const CHECKPOINT_PART = 2000;
-/** A cursor write is skipped when nothing changed and the last one is this recent. */
+/** A cursor write is skipped when nothing changed and the last one is this recent (the default). */
 const CURSOR_REFRESH_MS = 60_000;
 /** Client states held in memory; beyond this the settled ones are dropped (and read back when needed). */
 const MAX_CLIENTS_HELD = 100_000;
@@ -138,6 +144,7 @@ export class SqliteStore implements ApiStore {
   readonly #path: string;
   readonly #policies: PolicyBook;
   readonly #purgeChunk: number;
+  readonly #cursorRefreshMs: number;
   readonly #s: ReturnType<typeof prepareStatements>;
   readonly #cache: RecordCache;
   readonly #logger: Logger;
@@ -167,6 +174,7 @@ export class SqliteStore implements ApiStore {
     this.#path = options.path;
     this.#policies = options.policies ?? new PolicyBook();
     this.#purgeChunk = options.purgeChunk ?? 10_000;
+    this.#cursorRefreshMs = options.cursorRefreshMs ?? CURSOR_REFRESH_MS;
     this.#s = prepareStatements(db);
     this.#cache = new RecordCache(options.recordCacheSize ?? 20_000);
     this.#logger = options.logger ?? pino({ level: 'silent' });
@@ -886,7 +894,7 @@ export class SqliteStore implements ApiStore {
   #recordCursor(tenantId: number, clientId: ClientId, cursor: number, now: number): void {
     const key = `${tenantId}:${clientId}`;
     const last = this.#cursors.get(key);
-    if (last !== undefined && last.cursor === cursor && now - last.at < CURSOR_REFRESH_MS) return;
+    if (last !== undefined && last.cursor === cursor && now - last.at < this.#cursorRefreshMs) return;
     this.#cursors.set(key, { cursor, at: now });
     this.#write({ op: 'cursor', tenantId, clientId, cursor, now }).catch((err: unknown) => {
       this.#cursors.delete(key);

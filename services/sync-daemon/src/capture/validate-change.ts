@@ -8,6 +8,7 @@ import {
   ErrorCode,
   changeEventSchema,
   decodeWith,
+  surelyValidChangeEvent,
   type ChangeEvent,
   type ErrorCode as ErrorCodeType,
 } from '@ferry/contracts';
@@ -38,7 +39,7 @@ export function validateChange(
       reason: `changes: (root): ${data.byteLength} bytes, the limit is ${limits.maxEventBytes}`,
     };
   }
-  const parsed = decodeWith(changeEventSchema, data, 'changes');
+  const parsed = decodeWith(changeEventSchema, data, 'changes', surelyValidChangeEvent);
   if (!parsed.ok) return { ok: false, code: ErrorCode.Invalid, reason: parsed.message };
   const event = parsed.value;
   if (knownCollections !== null && !knownCollections.has(event.collection)) {

@@ -16,6 +16,7 @@ import {
   decodeWith,
   feedMessageSchema,
   pullResponseSchema,
+  surelyValidPullReply,
   snapshotResponseSchema,
   type ErrorCode,
   type ErrorReply,
@@ -128,6 +129,7 @@ export class Downloader {
     body: unknown,
     schema: Schema<T | ErrorReply>,
     what: string,
+    surely?: (raw: unknown) => boolean,
   ): Promise<{ ok: true; value: T } | { ok: false; code: ErrorCode | null }> {
     const { emit, now } = this.#o;
     let data: Uint8Array;
@@ -140,7 +142,7 @@ export class Downloader {
       this.#o.onOnline(false, `${what}: ${err instanceof Error ? err.message : String(err)}`);
       return { ok: false, code: null };
     }
-    const decoded = decodeWith(schema, data, `${what} reply`);
+    const decoded = decodeWith(schema, data, `${what} reply`, surely);
     if (!decoded.ok) {
       emit({ type: 'error', at: now(), code: 'internal', message: decoded.message });
       return { ok: false, code: null };
@@ -190,7 +192,7 @@ export class Downloader {
     const { tenant, reconciler, emit, now } = this.#o;
     const since = reconciler.cursor;
     const request = { since, limit: this.#o.pageLimit ?? 1000, clientId: this.#o.clientId };
-    const reply = await this.#ask(apiSubjects.pull(tenant), request, pullResponseSchema, 'pull');
+    const reply = await this.#ask(apiSubjects.pull(tenant), request, pullResponseSchema, 'pull', surelyValidPullReply);
     if (!reply.ok) return 'retry';
     const page = reply.value;
     if (page.resetRequired === true) {

@@ -225,7 +225,11 @@ export class Reconciler {
 
   #atomically<T>(fn: () => T): T {
     try {
-      const out = this.#wal.db.transaction(fn)();
+      const out = this.#wal.db.transaction(() => {
+        const result = fn();
+        this.#seen.flush(); // floors moved by fn commit with it
+        return result;
+      })();
       this.#records.trim(this.#maxCached);
       return out;
     } catch (err) {

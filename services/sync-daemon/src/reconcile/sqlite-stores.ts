@@ -7,8 +7,10 @@
 import type Database from 'better-sqlite3';
 import { entityRecordSchema, decodeStored, type Action } from '@ferry/contracts';
 import {
+  entityKey,
   recordFromJson,
   recordToJson,
+  type EntityKey,
   type EntityRec,
   type PendingOutcome,
   type PendingStore,
@@ -17,12 +19,15 @@ import {
 } from '@ferry/domain';
 import type { WalStore } from '../wal/wal-store.js';
 
-const key = (collection: string, id: string): string => `${collection}\u0000${id}`;
+const key = entityKey;
+/** Keys per batched lookup: a bounded JSON parameter, whatever the batch. */
+const CHUNK = 500;
 
 export class SqliteRecordStore implements RecordStore {
   /** null: known to have no row (new entities are looked up at capture and again at acknowledgement). */
   readonly #cache = new Map<string, EntityRec | null>();
   readonly #select;
+  readonly #selectMany;
   readonly #upsert;
   readonly #keys;
   readonly #keysOf;
@@ -30,6 +35,10 @@ export class SqliteRecordStore implements RecordStore {
   constructor(db: Database.Database) {
     this.#select = db.prepare<[string, string], { record: string }>(
       'SELECT record FROM entities WHERE collection = ? AND entity_id = ?',
+    );
+    this.#selectMany = db.prepare<[string], { collection: string; entity_id: string; record: string }>(
+      `SELECT collection, entity_id, record FROM entities
+       WHERE (collection, entity_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`,
     );
     this.#upsert = db.prepare<[string, string, string]>(
       `INSERT INTO entities (collection, entity_id, record) VALUES (?, ?, ?)
@@ -52,7 +61,28 @@ export class SqliteRecordStore implements RecordStore {
       this.#cache.set(k, null);
       return undefined;
     }
-    const rec = recordFromJson(decodeStored(entityRecordSchema, row.record, `entities row ${collection}/${id}`));
+    return this.#cacheRow(k, collection, id, row.record);
+  }
+
+  /** One query for the records of a batch that are not cached yet; absent ones are cached as absent. */
+  prefetch(keys: readonly EntityKey[]): void {
+    const missing = new Map<string, EntityKey>();
+    for (const k of keys) {
+      const ck = key(k[0], k[1]);
+      if (!this.#cache.has(ck)) missing.set(ck, k);
+    }
+    if (missing.size === 0) return;
+    const list = [...missing.values()];
+    for (let i = 0; i < list.length; i += CHUNK) {
+      for (const row of this.#selectMany.iterate(JSON.stringify(list.slice(i, i + CHUNK)))) {
+        this.#cacheRow(key(row.collection, row.entity_id), row.collection, row.entity_id, row.record);
+      }
+    }
+    for (const ck of missing.keys()) if (!this.#cache.has(ck)) this.#cache.set(ck, null);
+  }
+
+  #cacheRow(k: string, collection: string, id: string, record: string): EntityRec {
+    const rec = recordFromJson(decodeStored(entityRecordSchema, record, `entities row ${collection}/${id}`));
     this.#cache.set(k, rec);
     return rec;
   }
@@ -102,11 +132,19 @@ export class WalPendingStore implements PendingStore {
     return list.length === 0 ? undefined : list;
   }
 
+  forEntities(keys: readonly EntityKey[]): ReadonlyMap<string, readonly Action[]> {
+    return this.#wal.pendingForMany(keys);
+  }
+
   /** Capture appends to the WAL itself; nothing to add here. */
   add(_action: Action): void {}
 
   remove(id: string, outcome: PendingOutcome): Action | undefined {
     return this.#wal.settle(id, outcome);
+  }
+
+  removeMany(acks: readonly { readonly id: string; readonly seq: number }[]): ReadonlyMap<string, Action> {
+    return this.#wal.settleAcknowledged(acks);
   }
 
   keys(collection?: string): Iterable<readonly [string, string]> {
@@ -128,13 +166,21 @@ export class WalPendingStore implements PendingStore {
   }
 }
 
-/** Per-client floor of applied clientSeqs, cached in memory, written through. */
+/**
+ * Per-client floor of applied clientSeqs, cached in memory. Inside a
+ * transaction a floor is written once, by `flush` before the commit, however
+ * many of the client's actions the transaction folds; outside one, at once.
+ */
 export class SqliteSeenSet implements SeenSet {
+  readonly #db: Database.Database;
   readonly #floors = new Map<string, number>();
+  /** Clients whose floor moved in the open transaction and is not written yet. */
+  readonly #dirty = new Set<string>();
   readonly #select;
   readonly #upsert;
 
   constructor(db: Database.Database) {
+    this.#db = db;
     this.#select = db.prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor');
     this.#upsert = db.prepare<[string, number]>(
       `INSERT INTO applied_floor (client_id, floor) VALUES (?, ?)
@@ -155,12 +201,20 @@ export class SqliteSeenSet implements SeenSet {
   add(clientId: string, clientSeq: number): boolean {
     if (this.has(clientId, clientSeq)) return false;
     this.#floors.set(clientId, clientSeq);
-    this.#upsert.run(clientId, clientSeq);
+    if (this.#db.inTransaction) this.#dirty.add(clientId);
+    else this.#upsert.run(clientId, clientSeq);
     return true;
+  }
+
+  /** Writes the floors moved in this transaction; the reconciler calls it last, inside the transaction. */
+  flush(): void {
+    for (const clientId of this.#dirty) this.#upsert.run(clientId, this.#floors.get(clientId) ?? 0);
+    this.#dirty.clear();
   }
 
   /** Reads the floors from the table (at start, and after a rolled-back transaction). */
   reload(): void {
+    this.#dirty.clear();
     this.#floors.clear();
     for (const row of this.#select.iterate()) this.#floors.set(row.client_id, row.floor);
   }

@@ -14,7 +14,7 @@ import {
   type ClientId,
   type ErrorCode,
 } from '@ferry/contracts';
-import { HlcClock } from '@ferry/domain';
+import { HlcClock, entityKey } from '@ferry/domain';
 import { WAL_SCHEMA, WAL_SCHEMA_VERSION } from './schema.js';
 
 export interface WalStoreOptions {
@@ -89,10 +89,6 @@ export class WalStore {
         `INSERT INTO wal (client_seq, id, event_id, collection, entity_id, body, bytes)
          VALUES (@clientSeq, @id, @eventId, @collection, @entityId, @body, @bytes)`,
       ),
-      hasEvent: db.prepare<[string, string], { one: number }>(
-        `SELECT 1 AS one FROM wal WHERE event_id = ?
-         UNION ALL SELECT 1 FROM compacted_events WHERE event_id = ? LIMIT 1`,
-      ),
       keepEvents: db.prepare<[number, number]>(
         `INSERT OR IGNORE INTO compacted_events (event_id, at)
          SELECT event_id, ? FROM wal WHERE state = 1 AND seq <= ? AND event_id IS NOT NULL`,
@@ -107,6 +103,21 @@ export class WalStore {
       ),
       pendingForEntity: db.prepare<[string, string], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
+      ),
+      // The batched forms take their keys as one JSON array: one statement per batch, not per row.
+      pendingForEntities: db.prepare<[string], WalRow & { client_seq: number; collection: string; entity_id: string }>(
+        `SELECT client_seq, collection, entity_id, body FROM wal
+         WHERE state = 0 AND (collection, entity_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))
+         ORDER BY client_seq`,
+      ),
+      capturedEvents: db.prepare<[string, string], { event_id: string }>(
+        `SELECT event_id FROM wal WHERE event_id IN (SELECT value FROM json_each(?))
+         UNION ALL SELECT event_id FROM compacted_events WHERE event_id IN (SELECT value FROM json_each(?))`,
+      ),
+      takeAcknowledgedMany: db.prepare<[string], WalRow & { client_seq: number; id: string }>(
+        `UPDATE wal SET state = 1, seq = j.value ->> 1 FROM json_each(?) AS j
+         WHERE wal.id = j.value ->> 0 AND wal.state = 0
+         RETURNING wal.client_seq, wal.id, wal.body`,
       ),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM wal WHERE state = 0'),
       pendingAtOrBelow: db.prepare<[number], { one: number }>(
@@ -180,14 +191,15 @@ export class WalStore {
       nextClientSeq = this.#nextClientSeq;
       const appended: Action[] = [];
       let duplicates = 0;
-      const seenInBatch = new Set<string>();
+      // Every eventId captured before, and each one met in this batch: skipped.
+      const seen = this.#capturedEventIds(events);
       for (const event of events) {
         if (event.eventId !== undefined) {
-          if (seenInBatch.has(event.eventId) || this.#stmts.hasEvent.get(event.eventId, event.eventId) !== undefined) {
+          if (seen.has(event.eventId)) {
             duplicates++;
             continue;
           }
-          seenInBatch.add(event.eventId);
+          seen.add(event.eventId);
         }
         const tick = this.clock.send();
         if (!tick.ok) throw new Error(tick.message);
@@ -226,6 +238,18 @@ export class WalStore {
     return result;
   }
 
+  /** The eventIds among these events that an earlier capture already holds (in the WAL or compacted). */
+  #capturedEventIds(events: readonly ChangeEvent[]): Set<string> {
+    const found = new Set<string>();
+    const ids: string[] = [];
+    for (const e of events) if (e.eventId !== undefined) ids.push(e.eventId);
+    for (const part of chunks(ids)) {
+      const json = JSON.stringify(part);
+      for (const row of this.#stmts.capturedEvents.iterate(json, json)) found.add(row.event_id);
+    }
+    return found;
+  }
+
   /**
    * Runs `fn` in one transaction that is fsynced at commit: an acknowledgement
    * to the bus (or an outbox row deleted) means the change survives power loss.
@@ -260,6 +284,23 @@ export class WalStore {
   /** Pending actions on one entity, in the order they were made (for the overlay). */
   pendingFor(collection: string, entityId: string): Action[] {
     return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => decodeAction(r.body, r.client_seq));
+  }
+
+  /** pendingFor of many entities in one query, by `entityKey`; an entity with none is absent. */
+  pendingForMany(keys: readonly (readonly [string, string])[]): Map<string, Action[]> {
+    const out = new Map<string, Action[]>();
+    // Each key in one chunk only, so each list is read in one query, in clientSeq order.
+    const unique = [...new Map(keys.map((k) => [entityKey(k[0], k[1]), k])).values()];
+    for (const part of chunks(unique)) {
+      for (const r of this.#stmts.pendingForEntities.iterate(JSON.stringify(part))) {
+        const key = entityKey(r.collection, r.entity_id);
+        const action = decodeAction(r.body, r.client_seq);
+        const list = out.get(key);
+        if (list === undefined) out.set(key, [action]);
+        else list.push(action);
+      }
+    }
+    return out;
   }
 
   pendingCount(): number {
@@ -316,6 +357,20 @@ export class WalStore {
     if (row === undefined) return undefined;
     this.#pendingCount--;
     return decodeAction(row.body, row.client_seq);
+  }
+
+  /**
+   * settle(id, {seq}) of many in one statement (the caller's transaction): the
+   * actions that were pending, by id.
+   */
+  settleAcknowledged(acks: readonly { id: string; seq: number }[]): Map<string, Action> {
+    const out = new Map<string, Action>();
+    for (const part of chunks(acks)) {
+      const rows = this.#stmts.takeAcknowledgedMany.all(JSON.stringify(part.map((a) => [a.id, a.seq])));
+      for (const r of rows) out.set(r.id, decodeAction(r.body, r.client_seq));
+      this.#pendingCount -= rows.length;
+    }
+    return out;
   }
 
   /** Records server seqs; returns how many pending entries it acknowledged. */
@@ -392,6 +447,15 @@ export class WalStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+/** Keys per batched statement: a bounded JSON parameter, whatever the batch. */
+const CHUNK = 500;
+
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
+  return out;
 }
 
 function readMetaNumber(value: string | undefined, key: string, fallback: number): number {

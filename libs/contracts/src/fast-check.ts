@@ -1,20 +1,22 @@
 /**
- * A hand-written fast path for `pushRequestSchema`: zod's object, record and
- * `z.json()` walkers cost ~6 µs per action, most of a push's budget. This
- * check may answer "not sure" for valid input (then zod decides and words the
- * error), but it must never pass what zod refuses: a property test
- * (test/fast-check.property.test.ts) holds it to that. Leaf checks (uuids)
- * still call the contracts' own schemas, so their rules cannot drift.
+ * Hand-written fast paths for the wire messages that carry many actions or
+ * come one per change: push requests, pull replies and change events. zod's
+ * object, record and `z.json()` walkers cost ~6 µs per action, most of a
+ * push's budget. Each check may answer "not sure" for valid input (then zod
+ * decides and words the error), but it must never pass what zod refuses:
+ * property tests (test/fast-check.property.test.ts) hold it to that. Leaf
+ * checks (uuids) still call the schemas themselves, so their rules cannot drift.
  */
+import { actionSchema } from './action.js';
+import { MAX_EVENT_ID_LENGTH, type ChangeEvent } from './bus.js';
 import {
-  actionSchema,
   actionIdSchema,
   clientIdSchema,
   COLLECTION_PATTERN,
   MAX_ENTITY_ID_LENGTH,
   MAX_FIELD_NAME_LENGTH,
-  type PushRequest,
-} from '@ferry/contracts';
+} from './ids.js';
+import type { PullReply, PushRequest } from './upstream.js';
 
 // Derived from the schema, so a new field cannot be forgotten here.
 const ACTION_KEYS = new Set(Object.keys(actionSchema.shape));
@@ -35,12 +37,52 @@ export function surelyValidPushRequest(raw: unknown): raw is PushRequest {
   if (typeof clientId !== 'string' || !clientIdSchema.safeParse(clientId).success) return false;
   // Actions of one push share their clientId: check that uuid once, not per action.
   for (const action of actions) {
-    if (!surelyValidAction(action, clientId)) return false;
+    if (!surelyValidAction(action, clientId, false)) return false;
   }
   return true;
 }
 
-function surelyValidAction(a: unknown, knownClientId: string): boolean {
+/** True only when `raw` certainly satisfies `pullReplySchema` and zod would return it unchanged. */
+export function surelyValidPullReply(raw: unknown): raw is PullReply {
+  if (!isPlainObject(raw)) return false;
+  let keys = 0;
+  for (const key in raw) {
+    if (key !== 'actions' && key !== 'next' && key !== 'more' && key !== 'resetRequired') return false;
+    keys++;
+  }
+  const { actions, next, more, resetRequired } = raw;
+  if (keys !== (resetRequired === undefined ? 3 : 4)) return false;
+  if (!Array.isArray(actions) || !isIntAtLeast(next, 0) || typeof more !== 'boolean') return false;
+  if (resetRequired !== undefined && typeof resetRequired !== 'boolean') return false;
+  // A page holds runs of one client's actions: its uuid is checked once per run.
+  let known: string | undefined;
+  for (const action of actions) {
+    if (!surelyValidAction(action, known, true)) return false;
+    known = (action as { clientId: string }).clientId;
+  }
+  return true;
+}
+
+const CHANGE_KEYS = new Set(['collection', 'id', 'op', 'fields', 'baseVersion', 'eventId']);
+
+/** True only when `raw` certainly satisfies `changeEventSchema` and zod would return it unchanged. */
+export function surelyValidChangeEvent(raw: unknown): raw is ChangeEvent {
+  if (!isPlainObject(raw)) return false;
+  for (const key in raw) if (!CHANGE_KEYS.has(key)) return false;
+  const { collection, id, op, fields, baseVersion, eventId } = raw;
+  if (typeof collection !== 'string' || !COLLECTION_PATTERN.test(collection)) return false;
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ENTITY_ID_LENGTH) return false;
+  if (baseVersion !== undefined && !isIntAtLeast(baseVersion, 0)) return false;
+  if (
+    eventId !== undefined &&
+    (typeof eventId !== 'string' || eventId.length === 0 || eventId.length > MAX_EVENT_ID_LENGTH)
+  )
+    return false;
+  return surelyValidOpAndFields(op, fields);
+}
+
+/** `seqRequired`: a stored action (pull replies) must have its seq. */
+function surelyValidAction(a: unknown, knownClientId: string | undefined, seqRequired: boolean): boolean {
   if (!isPlainObject(a)) return false;
   let present = 0;
   for (const key in a) {
@@ -55,9 +97,14 @@ function surelyValidAction(a: unknown, knownClientId: string): boolean {
     return false;
   if (!isIntAtLeast(clientSeq, 1) || !isIntAtLeast(hlc, 0)) return false;
   if (baseVersion !== undefined && !isIntAtLeast(baseVersion, 0)) return false;
-  if (seq !== undefined && !isIntAtLeast(seq, 1)) return false;
+  if (seq === undefined ? seqRequired : !isIntAtLeast(seq, 1)) return false;
   if (typeof collection !== 'string' || !COLLECTION_PATTERN.test(collection)) return false;
   if (typeof entityId !== 'string' || entityId.length === 0 || entityId.length > MAX_ENTITY_ID_LENGTH) return false;
+  return surelyValidOpAndFields(op, fields);
+}
+
+/** The op with its fields: none on a delete, at least one on an update, JSON values only. */
+function surelyValidOpAndFields(op: unknown, fields: unknown): boolean {
   if (op === 'delete') return fields === undefined;
   if (op !== 'create' && op !== 'update') return false;
   if (fields === undefined) return op === 'create';

@@ -1,10 +1,17 @@
-// The push fast path never passes what zod refuses, and returns exactly what
-// zod would. Seed and run count come from FC_SEED / FC_RUNS so a failure replays.
+// The fast paths (push requests, pull replies, change events) never pass what
+// zod refuses, and return exactly what zod would. Seed and run count come from
+// FC_SEED / FC_RUNS so a failure replays.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { pushRequestSchema } from '@ferry/contracts';
+import {
+  changeEventSchema,
+  pullReplySchema,
+  pushRequestSchema,
+  surelyValidChangeEvent,
+  surelyValidPullReply,
+  surelyValidPushRequest,
+} from '../src/index.js';
 import { uuidv7 } from 'uuidv7';
-import { surelyValidPushRequest } from '../src/push/fast-check.js';
 
 const params = {
   numRuns: Number(process.env.FC_RUNS ?? 2000),
@@ -193,5 +200,174 @@ describe('surelyValidPushRequest', () => {
     const raw = { clientId: CLIENT, actions: [action] };
     expect(surelyValidPushRequest(raw)).toBe(false);
     expect(pushRequestSchema.safeParse(raw).success).toBe(false);
+  });
+});
+
+/** Stored actions as a pull page carries them: mostly valid with a seq, some near misses, some without one. */
+const storedAction = fc
+  .tuple(nearValidAction, fc.integer({ min: 1, max: 10_000 }), fc.constantFrom('seq', 'seq', 'seq', 'seq', 'keep'))
+  .map(([a, seq, how]) => (how === 'seq' ? { ...a, seq } : a));
+const replyish = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record(
+      {
+        actions: fc.array(storedAction, { maxLength: 3 }),
+        next: fc.nat(),
+        more: fc.boolean(),
+        resetRequired: fc.boolean(),
+      },
+      { requiredKeys: ['actions', 'next', 'more'] },
+    ),
+  },
+  fc.record(
+    { actions: fc.array(actionish, { maxLength: 2 }), next: intish, more: jsonish, resetRequired: jsonish, x: jsonish },
+    { requiredKeys: ['actions'] },
+  ),
+  fc.anything(),
+);
+
+describe('surelyValidPullReply', () => {
+  it('never accepts what pullReplySchema refuses, and accepts exactly what zod would return', () => {
+    let accepted = 0;
+    let refusedByZod = 0;
+    fc.assert(
+      fc.property(replyish, (raw) => {
+        const parsed = pullReplySchema.safeParse(raw);
+        if (!parsed.success) refusedByZod++;
+        if (!surelyValidPullReply(raw)) return;
+        accepted++;
+        expect(parsed.success).toBe(true);
+        expect(parsed.data).toEqual(raw);
+      }),
+      params,
+    );
+    expect(accepted).toBeGreaterThan(params.numRuns / 10);
+    expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
+  });
+
+  it("leaves a stored action without its seq, and a page of another client's bad uuid, to zod", () => {
+    const a = {
+      id: uuidv7(),
+      clientId: CLIENT,
+      clientSeq: 1,
+      collection: 'notes',
+      entityId: 'n',
+      op: 'create',
+      hlc: 1,
+    };
+    const ok = { actions: [{ ...a, seq: 1 }], next: 1, more: false };
+    expect(surelyValidPullReply(ok)).toBe(true);
+    for (const bad of [
+      { ...ok, actions: [a] },
+      { ...ok, actions: [{ ...a, clientId: '', seq: 1 }] }, // found by the property: '' once passed as "known"
+      {
+        ...ok,
+        actions: [
+          { ...a, seq: 1 },
+          { ...a, id: uuidv7(), seq: 2, clientId: 'not-a-uuid' },
+        ],
+      },
+      { ...ok, next: -1 },
+      { ...ok, more: 'no' },
+    ]) {
+      expect(surelyValidPullReply(bad)).toBe(false);
+      expect(pullReplySchema.safeParse(bad).success).toBe(false);
+    }
+  });
+});
+
+const changeish = fc.record(
+  {
+    collection: fc.oneof(
+      fc.constant('notes'),
+      fc.constant('_a1'),
+      fc.constant('9bad'),
+      fc.constant('x'.repeat(65)),
+      fc.string(),
+    ),
+    id: fc.oneof(
+      fc.constant('n1'),
+      fc.constant(''),
+      fc.constant('x'.repeat(257)),
+      fc.string({ maxLength: 6 }),
+      fc.integer(),
+    ),
+    op: fc.constantFrom('create', 'update', 'delete', 'delete', 'upsert', 1),
+    fields: fc.oneof(
+      fieldsish,
+      fieldsish,
+      validAction.map((a) => a.fields),
+    ),
+    baseVersion: intish,
+    eventId: fc.oneof(fc.string({ maxLength: 8 }), fc.constant(''), fc.constant('e'.repeat(129)), fc.integer()),
+    extra: fc.anything(),
+  },
+  { requiredKeys: [] },
+);
+
+const validChange = fc.record(
+  {
+    collection: fc.constantFrom('notes', '_a1'),
+    id: fc.string({ minLength: 1, maxLength: 6 }),
+    op: fc.constantFrom('create', 'update'),
+    fields: validAction.map((a) => a.fields),
+    baseVersion: fc.nat(),
+    eventId: fc.string({ minLength: 1, maxLength: 8 }),
+  },
+  { requiredKeys: ['collection', 'id', 'op', 'fields'] },
+);
+/** Mostly valid change events, each key occasionally swapped for a wrong one (or removed, or a delete). */
+const nearValidChange = fc
+  .tuple(
+    validChange,
+    changeish,
+    fc.constantFrom(
+      'none',
+      'none',
+      'none',
+      'none',
+      'collection',
+      'id',
+      'op',
+      'fields',
+      'baseVersion',
+      'eventId',
+      'extra',
+    ),
+  )
+  .map(([good, bad, key]) => {
+    if (key === 'none' || !(key in bad)) return good;
+    return { ...good, [key]: (bad as Record<string, unknown>)[key] };
+  });
+
+describe('surelyValidChangeEvent', () => {
+  it('never accepts what changeEventSchema refuses, and accepts exactly what zod would return', () => {
+    let accepted = 0;
+    let refusedByZod = 0;
+    fc.assert(
+      fc.property(fc.oneof({ weight: 6, arbitrary: nearValidChange }, changeish, fc.anything()), (raw) => {
+        const parsed = changeEventSchema.safeParse(raw);
+        if (!parsed.success) refusedByZod++;
+        if (!surelyValidChangeEvent(raw)) return;
+        accepted++;
+        expect(parsed.success).toBe(true);
+        expect(parsed.data).toEqual(raw);
+      }),
+      params,
+    );
+    expect(accepted).toBeGreaterThan(params.numRuns / 10);
+    expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
+  });
+
+  it('takes the fast path for ordinary change events', () => {
+    for (const ev of [
+      { collection: 'notes', id: 'n1', op: 'create', fields: { title: 'a', tags: ['x'] } },
+      { collection: 'notes', id: 'n1', op: 'update', fields: { title: 'b' }, baseVersion: 2, eventId: 'e-1' },
+      { collection: 'notes', id: 'n1', op: 'delete' },
+    ]) {
+      expect(surelyValidChangeEvent(ev)).toBe(true);
+      expect(changeEventSchema.safeParse(ev).success).toBe(true);
+    }
   });
 });
