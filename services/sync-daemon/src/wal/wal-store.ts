@@ -57,6 +57,13 @@ export class WalStore {
   /** Kept in memory: the overlay asks on every remote action whether anything is pending. */
   #pendingCount: number;
   #prunedAt = 0;
+  /**
+   * Actions as appended, by clientSeq: each row is read back several times
+   * (upload, overlay, acknowledgement), and parsing it again each time is most
+   * of that cost. Used only while the row read holds the very text cached, so
+   * a damaged row is still caught; bounded, oldest out first.
+   */
+  readonly #decoded = new Map<number, { body: string; action: Action }>();
   readonly #stmts;
 
   private constructor(db: Database.Database, options: WalStoreOptions) {
@@ -187,9 +194,11 @@ export class WalStore {
     // Counters advance only once the transaction has committed: a rolled-back
     // batch must not leave a hole in clientSeq (the server would call it a gap).
     let nextClientSeq = this.#nextClientSeq;
+    let bodies: string[] = [];
     const result = this.durably((): AppendResult => {
       nextClientSeq = this.#nextClientSeq;
       const appended: Action[] = [];
+      bodies = [];
       let duplicates = 0;
       // Every eventId captured before, and each one met in this batch: skipped.
       const seen = this.#capturedEventIds(events);
@@ -226,6 +235,7 @@ export class WalStore {
         });
         nextClientSeq++;
         appended.push(action as Action);
+        bodies.push(body);
       }
       if (appended.length > 0) {
         this.#stmts.setMeta.run('next_client_seq', String(nextClientSeq));
@@ -235,7 +245,27 @@ export class WalStore {
     });
     this.#nextClientSeq = nextClientSeq;
     this.#pendingCount += result.appended.length;
+    // Only now, committed: a rolled-back batch's clientSeqs are handed out again.
+    result.appended.forEach((a, i) => this.#remember(a.clientSeq, bodies[i] as string, a));
     return result;
+  }
+
+  #remember(clientSeq: number, body: string, action: Action): void {
+    const cache = this.#decoded;
+    if (cache.size >= DECODED_CACHE) {
+      for (const k of cache.keys()) {
+        cache.delete(k);
+        if (cache.size < DECODED_CACHE * 0.9) break;
+      }
+    }
+    cache.set(clientSeq, { body, action });
+  }
+
+  /** A WAL row back into an action: the cached one while the row holds the text it was made from. */
+  #decode(body: string, clientSeq: number): Action {
+    const hit = this.#decoded.get(clientSeq);
+    if (hit !== undefined && hit.body === body) return hit.action;
+    return decodeAction(body, clientSeq);
   }
 
   /** The eventIds among these events that an earlier capture already holds (in the WAL or compacted). */
@@ -267,7 +297,7 @@ export class WalStore {
 
   /** Up to `limit` pending actions after `afterClientSeq`, in clientSeq order. */
   readPending(afterClientSeq: number, limit: number): Action[] {
-    return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => decodeAction(r.body, r.client_seq));
+    return this.#stmts.pendingPage.all(afterClientSeq, limit).map((r) => this.#decode(r.body, r.client_seq));
   }
 
   /**
@@ -278,12 +308,12 @@ export class WalStore {
   readPendingSized(afterClientSeq: number, limit: number): { action: Action; bytes: number }[] {
     return this.#stmts.pendingPageSized
       .all(afterClientSeq, limit)
-      .map((r) => ({ action: decodeAction(r.body, r.client_seq), bytes: r.bytes }));
+      .map((r) => ({ action: this.#decode(r.body, r.client_seq), bytes: r.bytes }));
   }
 
   /** Pending actions on one entity, in the order they were made (for the overlay). */
   pendingFor(collection: string, entityId: string): Action[] {
-    return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => decodeAction(r.body, r.client_seq));
+    return this.#stmts.pendingForEntity.all(collection, entityId).map((r) => this.#decode(r.body, r.client_seq));
   }
 
   /** pendingFor of many entities in one query, by `entityKey`; an entity with none is absent. */
@@ -294,7 +324,7 @@ export class WalStore {
     for (const part of chunks(unique)) {
       for (const r of this.#stmts.pendingForEntities.iterate(JSON.stringify(part))) {
         const key = entityKey(r.collection, r.entity_id);
-        const action = decodeAction(r.body, r.client_seq);
+        const action = this.#decode(r.body, r.client_seq);
         const list = out.get(key);
         if (list === undefined) out.set(key, [action]);
         else list.push(action);
@@ -335,13 +365,13 @@ export class WalStore {
     const row = this.#stmts.byId.get(id);
     if (row === undefined) return undefined;
     const state = row.state === PENDING ? 'pending' : row.state === ACKNOWLEDGED ? 'acknowledged' : 'rejected';
-    return { state, seq: row.seq, action: decodeAction(row.body, row.client_seq) };
+    return { state, seq: row.seq, action: this.#decode(row.body, row.client_seq) };
   }
 
   /** The pending action with this id; undefined when it is not pending (the row is only decoded then). */
   pendingById(id: string): Action | undefined {
     const row = this.#stmts.pendingById.get(id);
-    return row === undefined ? undefined : decodeAction(row.body, row.client_seq);
+    return row === undefined ? undefined : this.#decode(row.body, row.client_seq);
   }
 
   /**
@@ -356,7 +386,7 @@ export class WalStore {
         : this.#stmts.takeRejected.get(outcome.reason, id);
     if (row === undefined) return undefined;
     this.#pendingCount--;
-    return decodeAction(row.body, row.client_seq);
+    return this.#decode(row.body, row.client_seq);
   }
 
   /**
@@ -367,7 +397,7 @@ export class WalStore {
     const out = new Map<string, Action>();
     for (const part of chunks(acks)) {
       const rows = this.#stmts.takeAcknowledgedMany.all(JSON.stringify(part.map((a) => [a.id, a.seq])));
-      for (const r of rows) out.set(r.id, decodeAction(r.body, r.client_seq));
+      for (const r of rows) out.set(r.id, this.#decode(r.body, r.client_seq));
       this.#pendingCount -= rows.length;
     }
     return out;
@@ -392,7 +422,7 @@ export class WalStore {
 
   /** Pending actions with a held acknowledgement, in clientSeq order. */
   held(): { action: Action; seq: number }[] {
-    return this.#stmts.held.all().map((r) => ({ action: decodeAction(r.body, r.client_seq), seq: r.seq }));
+    return this.#stmts.held.all().map((r) => ({ action: this.#decode(r.body, r.client_seq), seq: r.seq }));
   }
 
   hasHeld(): boolean {
@@ -448,6 +478,9 @@ export class WalStore {
     if (this.#db.open) this.#db.close();
   }
 }
+
+/** Decoded actions kept (about 300 bytes each): a few upload batches' worth. */
+const DECODED_CACHE = 20_000;
 
 /** Keys per batched statement: a bounded JSON parameter, whatever the batch. */
 const CHUNK = 500;
