@@ -479,8 +479,8 @@ export class WalStore {
   }
 }
 
-/** Decoded actions kept (about 300 bytes each): a few upload batches' worth. */
-const DECODED_CACHE = 20_000;
+/** Decoded actions kept: a few batches (append, overlay, upload, ack follow each other); more costs RSS (bench:sync). */
+const DECODED_CACHE = 5_000;
 
 /** Keys per batched statement: a bounded JSON parameter, whatever the batch. */
 const CHUNK = 500;
