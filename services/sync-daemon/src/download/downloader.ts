@@ -8,7 +8,7 @@
  * off and retry.
  */
 import type { Subscription } from 'rxjs';
-import { Subject, auditTime, exhaustMap, from, merge, timer } from 'rxjs';
+import { Subject, exhaustMap, from, merge, timer } from 'rxjs';
 import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
@@ -75,11 +75,9 @@ export class Downloader {
       },
     });
     // The feed is best-effort (missed while disconnected); a slow heartbeat pull covers gaps.
+    // A wake-up pulls at once; one during a pull sets #news, so the drain pulls again.
     this.#subscription = merge(this.#wake, timer(0, 5000))
-      .pipe(
-        auditTime(1),
-        exhaustMap(() => from(this.#drain())),
-      )
+      .pipe(exhaustMap(() => from(this.#drain())))
       .subscribe({ error: (err: unknown) => this.#o.logger.error({ err }, 'downloader pipeline failed') });
   }
 

@@ -6,7 +6,7 @@
  * the queue behind it (DESIGN §4).
  */
 import type { Subscription } from 'rxjs';
-import { Subject, auditTime, exhaustMap, from, merge, timer } from 'rxjs';
+import { Subject, auditTime, exhaustMap, from, merge, timer, type Observable } from 'rxjs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
@@ -57,9 +57,12 @@ export class Uploader {
   /** Starts the pipeline: wake-ups (new captures, reconnects, a slow heartbeat) coalesce into drains. */
   start(): void {
     const heartbeat = timer(0, 1000);
+    const { intervalMs } = this.#o.batch;
+    // With no interval a wake-up drains at once (even a 0 ms timer costs a millisecond or more
+    // of latency); wake-ups during a drain are dropped, and the drain reads the WAL until it is empty.
     this.#subscription = merge(this.#wake, heartbeat)
       .pipe(
-        auditTime(this.#o.batch.intervalMs),
+        intervalMs > 0 ? auditTime(intervalMs) : (wakes: Observable<unknown>) => wakes,
         exhaustMap(() => from(this.#drain())),
       )
       .subscribe({ error: (err: unknown) => this.#o.logger.error({ err }, 'uploader pipeline failed') });
