@@ -5,7 +5,15 @@
 import { z } from 'zod';
 import { opSchema, versionSchema } from './action.js';
 import { entityStateSchema } from './entity.js';
-import { collectionNameSchema, entityIdSchema, fieldsSchema, hlcSchema, seqSchema } from './ids.js';
+import {
+  WELL_FORMED_MESSAGE,
+  collectionNameSchema,
+  entityIdSchema,
+  fieldsSchema,
+  hlcSchema,
+  isWellFormedText,
+  seqSchema,
+} from './ids.js';
 
 export const MAX_EVENT_ID_LENGTH = 128;
 
@@ -17,7 +25,12 @@ export const changeEventSchema = z
     fields: fieldsSchema.optional(),
     baseVersion: versionSchema.optional(),
     /** Set by the app to make its own retries idempotent. */
-    eventId: z.string().min(1, 'must not be empty').max(MAX_EVENT_ID_LENGTH).optional(),
+    eventId: z
+      .string()
+      .min(1, 'must not be empty')
+      .max(MAX_EVENT_ID_LENGTH)
+      .refine(isWellFormedText, WELL_FORMED_MESSAGE)
+      .optional(),
   })
   .superRefine((value, ctx) => {
     if (value.op === 'delete' && value.fields !== undefined) {

@@ -15,6 +15,7 @@ import {
   COLLECTION_PATTERN,
   MAX_ENTITY_ID_LENGTH,
   MAX_FIELD_NAME_LENGTH,
+  isWellFormedText,
 } from './ids.js';
 import type { PullReply, PushRequest } from './upstream.js';
 
@@ -71,11 +72,14 @@ export function surelyValidChangeEvent(raw: unknown): raw is ChangeEvent {
   for (const key in raw) if (!CHANGE_KEYS.has(key)) return false;
   const { collection, id, op, fields, baseVersion, eventId } = raw;
   if (typeof collection !== 'string' || !COLLECTION_PATTERN.test(collection)) return false;
-  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ENTITY_ID_LENGTH) return false;
+  if (!isEntityId(id)) return false;
   if (baseVersion !== undefined && !isIntAtLeast(baseVersion, 0)) return false;
   if (
     eventId !== undefined &&
-    (typeof eventId !== 'string' || eventId.length === 0 || eventId.length > MAX_EVENT_ID_LENGTH)
+    (typeof eventId !== 'string' ||
+      eventId.length === 0 ||
+      eventId.length > MAX_EVENT_ID_LENGTH ||
+      !isWellFormedText(eventId))
   )
     return false;
   return surelyValidOpAndFields(op, fields);
@@ -99,7 +103,7 @@ function surelyValidAction(a: unknown, knownClientId: string | undefined, seqReq
   if (baseVersion !== undefined && !isIntAtLeast(baseVersion, 0)) return false;
   if (seq === undefined ? seqRequired : !isIntAtLeast(seq, 1)) return false;
   if (typeof collection !== 'string' || !COLLECTION_PATTERN.test(collection)) return false;
-  if (typeof entityId !== 'string' || entityId.length === 0 || entityId.length > MAX_ENTITY_ID_LENGTH) return false;
+  if (!isEntityId(entityId)) return false;
   return surelyValidOpAndFields(op, fields);
 }
 
@@ -116,6 +120,10 @@ function surelyValidOpAndFields(op: unknown, fields: unknown): boolean {
     count++;
   }
   return op === 'create' || count > 0;
+}
+
+function isEntityId(id: unknown): boolean {
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_ENTITY_ID_LENGTH && isWellFormedText(id);
 }
 
 /** Safe integers only, as zod's `.int()` requires. */

@@ -36,10 +36,21 @@ export const collectionNameSchema = z
   .brand<'CollectionName'>();
 export type CollectionName = z.infer<typeof collectionNameSchema>;
 
+/** A lone surrogate half: UTF-8, and so SQLite's text, has no way to keep it (it would become U+FFFD). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Text that survives storage as UTF-8 unchanged: two ids that differ only in lone surrogates would collide. */
+export function isWellFormedText(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
+}
+
+export const WELL_FORMED_MESSAGE = 'must be well-formed Unicode (a lone surrogate cannot be stored)';
+
 export const entityIdSchema = z
   .string()
   .min(1, 'must not be empty')
   .max(MAX_ENTITY_ID_LENGTH, `must be at most ${MAX_ENTITY_ID_LENGTH} characters`)
+  .refine(isWellFormedText, WELL_FORMED_MESSAGE)
   .brand<'EntityId'>();
 export type EntityId = z.infer<typeof entityIdSchema>;
 

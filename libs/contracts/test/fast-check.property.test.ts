@@ -67,7 +67,15 @@ const actionish = fc.record(
       fc.constant('x'.repeat(65)),
       fc.string(),
     ),
-    entityId: fc.oneof(fc.constant('e1'), fc.constant(''), fc.constant('x'.repeat(257)), fc.string(), fc.integer()),
+    entityId: fc.oneof(
+      fc.constant('e1'),
+      fc.constant(''),
+      fc.constant('x'.repeat(257)),
+      fc.constant('\ud800x'),
+      fc.constant('\u{1F600}'),
+      fc.string(),
+      fc.integer(),
+    ),
     op: fc.constantFrom('create', 'update', 'delete', 'upsert', 1),
     fields: fieldsish,
     hlc: intish,
@@ -270,6 +278,7 @@ describe('surelyValidPullReply', () => {
       },
       { ...ok, next: -1 },
       { ...ok, more: 'no' },
+      { ...ok, actions: [{ ...a, entityId: 'x\udc00', seq: 1 }] }, // a lone surrogate: SQLite cannot keep it
     ]) {
       expect(surelyValidPullReply(bad)).toBe(false);
       expect(pullReplySchema.safeParse(bad).success).toBe(false);
@@ -291,6 +300,7 @@ const changeish = fc.record(
       fc.constant(''),
       fc.constant('x'.repeat(257)),
       fc.string({ maxLength: 6 }),
+      fc.constant('\ud800'),
       fc.integer(),
     ),
     op: fc.constantFrom('create', 'update', 'delete', 'delete', 'upsert', 1),
@@ -300,7 +310,13 @@ const changeish = fc.record(
       validAction.map((a) => a.fields),
     ),
     baseVersion: intish,
-    eventId: fc.oneof(fc.string({ maxLength: 8 }), fc.constant(''), fc.constant('e'.repeat(129)), fc.integer()),
+    eventId: fc.oneof(
+      fc.string({ maxLength: 8 }),
+      fc.constant(''),
+      fc.constant('e'.repeat(129)),
+      fc.constant('e\udfff'),
+      fc.integer(),
+    ),
     extra: fc.anything(),
   },
   { requiredKeys: [] },

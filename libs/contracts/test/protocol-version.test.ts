@@ -50,7 +50,7 @@ function protocolHash(): string {
     .slice(0, 16);
 }
 
-const VERSION = 2;
+const VERSION = 3;
 const HASH = '83ff717db0474fca';
 
 describe('protocol version', () => {

@@ -92,10 +92,11 @@ const cases: Case[] = [
   {
     name: 'entity id',
     schema: entityIdSchema,
-    valid: ['45', 'a b/c.d'],
+    valid: ['45', 'a b/c.d', 'caf\u00e9 \u{1F600}'],
     invalid: [
       ['', 'must not be empty'],
       ['x'.repeat(257), 'at most 256'],
+      ['n\ud800', 'must be well-formed Unicode'],
     ],
   },
   {
@@ -139,6 +140,8 @@ const cases: Case[] = [
         'fields.__proto__: must not be "__proto__"',
       ],
       [{ collection: 'notes', id: '45', op: 'update', fields: { ['x'.repeat(129)]: 1 } }, 'at most 128'],
+      [{ collection: 'notes', id: '4\udc005', op: 'delete' }, 'id: must be well-formed Unicode'],
+      [{ collection: 'notes', id: '45', op: 'delete', eventId: 'e\ud800' }, 'eventId: must be well-formed Unicode'],
     ],
   },
   {

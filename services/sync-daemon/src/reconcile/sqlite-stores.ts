@@ -17,11 +17,10 @@ import {
   type RecordStore,
   type SeenSet,
 } from '@ferry/domain';
+import { KeyedBatch } from '../wal/keyed-batch.js';
 import type { WalStore } from '../wal/wal-store.js';
 
 const key = entityKey;
-/** Keys per batched lookup: a bounded JSON parameter, whatever the batch. */
-const CHUNK = 500;
 
 export class SqliteRecordStore implements RecordStore {
   /** null: known to have no row (new entities are looked up at capture and again at acknowledgement). */
@@ -36,9 +35,12 @@ export class SqliteRecordStore implements RecordStore {
     this.#select = db.prepare<[string, string], { record: string }>(
       'SELECT record FROM entities WHERE collection = ? AND entity_id = ?',
     );
-    this.#selectMany = db.prepare<[string], { collection: string; entity_id: string; record: string }>(
-      `SELECT collection, entity_id, record FROM entities
-       WHERE (collection, entity_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`,
+    this.#selectMany = new KeyedBatch<{ collection: string; entity_id: string; record: string }>(
+      db,
+      2,
+      (keys) => `WITH k(collection, entity_id) AS (${keys})
+        SELECT collection, entity_id, record FROM entities
+        WHERE (collection, entity_id) IN (SELECT collection, entity_id FROM k)`,
     );
     this.#upsert = db.prepare<[string, string, string]>(
       `INSERT INTO entities (collection, entity_id, record) VALUES (?, ?, ?)
@@ -72,11 +74,8 @@ export class SqliteRecordStore implements RecordStore {
       if (!this.#cache.has(ck)) missing.set(ck, k);
     }
     if (missing.size === 0) return;
-    const list = [...missing.values()];
-    for (let i = 0; i < list.length; i += CHUNK) {
-      for (const row of this.#selectMany.iterate(JSON.stringify(list.slice(i, i + CHUNK)))) {
-        this.#cacheRow(key(row.collection, row.entity_id), row.collection, row.entity_id, row.record);
-      }
+    for (const row of this.#selectMany.rows([...missing.values()])) {
+      this.#cacheRow(key(row.collection, row.entity_id), row.collection, row.entity_id, row.record);
     }
     for (const ck of missing.keys()) if (!this.#cache.has(ck)) this.#cache.set(ck, null);
   }

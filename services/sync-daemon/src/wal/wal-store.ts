@@ -15,6 +15,7 @@ import {
   type ErrorCode,
 } from '@ferry/contracts';
 import { HlcClock, entityKey } from '@ferry/domain';
+import { KeyedBatch } from './keyed-batch.js';
 import { WAL_SCHEMA, WAL_SCHEMA_VERSION } from './schema.js';
 
 export interface WalStoreOptions {
@@ -65,6 +66,7 @@ export class WalStore {
    */
   readonly #decoded = new Map<number, { body: string; action: Action }>();
   readonly #stmts;
+  readonly #batched;
 
   private constructor(db: Database.Database, options: WalStoreOptions) {
     this.#db = db;
@@ -111,21 +113,6 @@ export class WalStore {
       pendingForEntity: db.prepare<[string, string], WalRow & { client_seq: number }>(
         'SELECT client_seq, body FROM wal WHERE state = 0 AND collection = ? AND entity_id = ? ORDER BY client_seq',
       ),
-      // The batched forms take their keys as one JSON array: one statement per batch, not per row.
-      pendingForEntities: db.prepare<[string], WalRow & { client_seq: number; collection: string; entity_id: string }>(
-        `SELECT client_seq, collection, entity_id, body FROM wal
-         WHERE state = 0 AND (collection, entity_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))
-         ORDER BY client_seq`,
-      ),
-      capturedEvents: db.prepare<[string, string], { event_id: string }>(
-        `SELECT event_id FROM wal WHERE event_id IN (SELECT value FROM json_each(?))
-         UNION ALL SELECT event_id FROM compacted_events WHERE event_id IN (SELECT value FROM json_each(?))`,
-      ),
-      takeAcknowledgedMany: db.prepare<[string], WalRow & { client_seq: number; id: string }>(
-        `UPDATE wal SET state = 1, seq = j.value ->> 1 FROM json_each(?) AS j
-         WHERE wal.id = j.value ->> 0 AND wal.state = 0
-         RETURNING wal.client_seq, wal.id, wal.body`,
-      ),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM wal WHERE state = 0'),
       pendingAtOrBelow: db.prepare<[number], { one: number }>(
         'SELECT 1 AS one FROM wal WHERE client_seq <= ? AND state = 0 LIMIT 1',
@@ -158,6 +145,32 @@ export class WalStore {
       ),
     };
     this.#pendingCount = this.#stmts.pendingCount.get()?.n ?? 0;
+    // The batched forms: one statement per batch of keys, not one per row (keyed-batch.ts).
+    this.#batched = {
+      pendingForEntities: new KeyedBatch<WalRow & { client_seq: number; collection: string; entity_id: string }>(
+        db,
+        2,
+        (keys) => `WITH k(collection, entity_id) AS (${keys})
+          SELECT client_seq, collection, entity_id, body FROM wal
+          WHERE state = 0 AND (collection, entity_id) IN (SELECT collection, entity_id FROM k)
+          ORDER BY client_seq`,
+      ),
+      capturedEvents: new KeyedBatch<{ event_id: string }>(
+        db,
+        1,
+        (keys) => `WITH k(event_id) AS (${keys})
+          SELECT event_id FROM wal WHERE event_id IN k
+          UNION ALL SELECT event_id FROM compacted_events WHERE event_id IN k`,
+      ),
+      takeAcknowledged: new KeyedBatch<WalRow & { client_seq: number; id: string }>(
+        db,
+        2,
+        (keys) => `WITH k(id, seq) AS (${keys})
+          UPDATE wal SET state = 1, seq = k.seq FROM k
+          WHERE wal.id = k.id AND wal.state = 0
+          RETURNING client_seq, id, body`,
+      ),
+    };
   }
 
   /** Opens (creating if needed) the store at `path`, in WAL mode with full fsync. */
@@ -270,13 +283,10 @@ export class WalStore {
 
   /** The eventIds among these events that an earlier capture already holds (in the WAL or compacted). */
   #capturedEventIds(events: readonly ChangeEvent[]): Set<string> {
+    const ids: string[][] = [];
+    for (const e of events) if (e.eventId !== undefined) ids.push([e.eventId]);
     const found = new Set<string>();
-    const ids: string[] = [];
-    for (const e of events) if (e.eventId !== undefined) ids.push(e.eventId);
-    for (const part of chunks(ids)) {
-      const json = JSON.stringify(part);
-      for (const row of this.#stmts.capturedEvents.iterate(json, json)) found.add(row.event_id);
-    }
+    for (const row of this.#batched.capturedEvents.rows(ids)) found.add(row.event_id);
     return found;
   }
 
@@ -321,14 +331,12 @@ export class WalStore {
     const out = new Map<string, Action[]>();
     // Each key in one chunk only, so each list is read in one query, in clientSeq order.
     const unique = [...new Map(keys.map((k) => [entityKey(k[0], k[1]), k])).values()];
-    for (const part of chunks(unique)) {
-      for (const r of this.#stmts.pendingForEntities.iterate(JSON.stringify(part))) {
-        const key = entityKey(r.collection, r.entity_id);
-        const action = this.#decode(r.body, r.client_seq);
-        const list = out.get(key);
-        if (list === undefined) out.set(key, [action]);
-        else list.push(action);
-      }
+    for (const r of this.#batched.pendingForEntities.rows(unique)) {
+      const key = entityKey(r.collection, r.entity_id);
+      const action = this.#decode(r.body, r.client_seq);
+      const list = out.get(key);
+      if (list === undefined) out.set(key, [action]);
+      else list.push(action);
     }
     return out;
   }
@@ -395,11 +403,10 @@ export class WalStore {
    */
   settleAcknowledged(acks: readonly { id: string; seq: number }[]): Map<string, Action> {
     const out = new Map<string, Action>();
-    for (const part of chunks(acks)) {
-      const rows = this.#stmts.takeAcknowledgedMany.all(JSON.stringify(part.map((a) => [a.id, a.seq])));
-      for (const r of rows) out.set(r.id, this.#decode(r.body, r.client_seq));
-      this.#pendingCount -= rows.length;
+    for (const r of this.#batched.takeAcknowledged.rows(acks.map((a) => [a.id, a.seq]))) {
+      out.set(r.id, this.#decode(r.body, r.client_seq));
     }
+    this.#pendingCount -= out.size;
     return out;
   }
 
@@ -481,15 +488,6 @@ export class WalStore {
 
 /** Decoded actions kept: a few batches (append, overlay, upload, ack follow each other); more costs RSS (bench:sync). */
 const DECODED_CACHE = 5_000;
-
-/** Keys per batched statement: a bounded JSON parameter, whatever the batch. */
-const CHUNK = 500;
-
-function chunks<T>(items: readonly T[]): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
-  return out;
-}
 
 function readMetaNumber(value: string | undefined, key: string, fallback: number): number {
   return value === undefined ? fallback : decodeStored(seqSchema, value, `meta ${key}`);
