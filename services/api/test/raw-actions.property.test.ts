@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
 import type { Action } from '@ferry/contracts';
-import { locateRawActions } from '../src/push/raw-actions.js';
+import { locateRawActions, splitPushRequest } from '../src/push/raw-actions.js';
+import { decodeJson, decodePushJson } from '../src/push/validate-push.js';
 
 const params = {
   numRuns: Number(process.env.FC_RUNS ?? 1000),
@@ -112,5 +113,63 @@ describe('locateRawActions', () => {
     const b = `{${base},"fields":{"b":2}}`;
     const located = locate(`{"clientId":"${CLIENT}","actions":[${a}],"\\u0061ctions":[${b}]}`);
     expect(located.raw).toBeNull();
+  });
+});
+
+describe('decodePushJson', () => {
+  /** A request's text, spaced at random, with now and then one byte changed, dropped or doubled. */
+  const requestText = fc
+    .tuple(
+      fc.array(action, { maxLength: 5 }),
+      fc.constantFrom(0, 1, '\t', ' \r\n'),
+      fc.boolean(),
+      fc.oneof(
+        { weight: 3, arbitrary: fc.constant(null) },
+        fc.record({
+          at: fc.nat(),
+          op: fc.constantFrom('drop', 'double', 'set'),
+          byte: fc.constantFrom(0x2c, 0x5d, 0x7d, 0x22, 0x20, 0x5c, 0x61, 0x30, 0xff),
+        }),
+      ),
+      fc.constantFrom('', ',"x":1', ',"actions":[]', ',"clientId":"y"'),
+    )
+    .map(([actions, space, actionsFirst, edit, extra]) => {
+      const body = actionsFirst ? { actions, clientId: CLIENT } : { clientId: CLIENT, actions };
+      let text = JSON.stringify(body, null, space);
+      if (extra !== '') text = `${text.slice(0, text.lastIndexOf('}'))}${extra}}`;
+      const bytes = [...enc.encode(text)];
+      if (edit !== null && bytes.length > 0) {
+        const at = edit.at % bytes.length;
+        if (edit.op === 'drop') bytes.splice(at, 1);
+        else if (edit.op === 'double') bytes.splice(at, 0, bytes[at] as number);
+        else bytes[at] = edit.byte;
+      }
+      return Uint8Array.from(bytes);
+    });
+
+  it('reads every request as decoding the whole text does: the same value, or the same error', () => {
+    let pieced = 0;
+    fc.assert(
+      fc.property(requestText, fc.integer({ min: 1, max: 400 }), (bytes, pieceBytes) => {
+        const whole = decodeJson(bytes);
+        const inPieces = decodePushJson(bytes, pieceBytes, 0);
+        if (splitPushRequest(bytes) !== null && whole.ok) pieced++;
+        expect(inPieces.ok).toBe(whole.ok);
+        if (whole.ok && inPieces.ok) expect(inPieces.value).toStrictEqual(whole.value);
+        if (!whole.ok && !inPieces.ok) expect(inPieces.error.message).toBe(whole.error.message);
+      }),
+      params,
+    );
+    expect(pieced).toBeGreaterThan(params.numRuns / 8); // the piecewise path was taken, not only the fallback
+  });
+
+  it('keeps the key order of the text, and refuses a trailing comma or text after the object as JSON.parse does', () => {
+    const text = `{"actions":[{"a":1} , {"b":[2]}],"clientId":"${CLIENT}"}`;
+    const read = decodePushJson(enc.encode(text), 8, 0);
+    expect(read.ok && Object.keys(read.value as object)).toEqual(['actions', 'clientId']);
+    for (const bad of [`{"clientId":"${CLIENT}","actions":[{"a":1},]}`, `{"clientId":"${CLIENT}","actions":[]} x`]) {
+      expect(splitPushRequest(enc.encode(bad))).toBeNull();
+      expect(decodePushJson(enc.encode(bad), 8, 0).ok).toBe(false);
+    }
   });
 });

@@ -88,6 +88,81 @@ export function locateRawActions(bytes: Uint8Array, actions: readonly Action[]):
   return found ? { bytes, starts, ends } : null;
 }
 
+const CLIENT_ID_KEY = [0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x49, 0x64]; // clientId
+
+/** Byte ranges of a push request's parts: `[from, to)` of the clientId value and of each action. */
+export interface PushPieces {
+  /** The top-level keys in the order written: `clientId` and `actions`, once each. */
+  readonly order: readonly ('clientId' | 'actions')[];
+  readonly clientId: readonly [number, number];
+  readonly actions: readonly (readonly [number, number])[];
+}
+
+/**
+ * Splits raw bytes shaped as `{"clientId": …, "actions": [{…}, …]}` (any JSON
+ * whitespace, keys in either order, each once and without escapes) into the
+ * byte ranges of its values, so each can be parsed on its own; null for
+ * anything else. This does not validate the values: only JSON.parse of each
+ * range does. The bytes between ranges are checked here (whitespace, `,`, the
+ * brackets and the two keys), so when every range parses, the whole text is
+ * valid JSON and reads as the parts put together.
+ */
+export function splitPushRequest(bytes: Uint8Array): PushPieces | null {
+  const scan = new Scanner(bytes);
+  const order: ('clientId' | 'actions')[] = [];
+  let clientId: readonly [number, number] | null = null;
+  const actions: (readonly [number, number])[] = [];
+  let i = scan.ws(0);
+  if (bytes[i] !== OPEN_BRACE) return null;
+  i = scan.ws(i + 1);
+  for (;;) {
+    if (bytes[i] !== QUOTE) return null;
+    const keyEnd = scan.string(i);
+    if (keyEnd < 0) return null;
+    const key = isKey(bytes, i + 1, keyEnd - 1, ACTIONS_KEY)
+      ? 'actions'
+      : isKey(bytes, i + 1, keyEnd - 1, CLIENT_ID_KEY)
+        ? 'clientId'
+        : null;
+    if (key === null || order.includes(key)) return null;
+    order.push(key);
+    i = scan.ws(keyEnd);
+    if (bytes[i] !== COLON) return null;
+    i = scan.ws(i + 1);
+    if (key === 'clientId') {
+      if (bytes[i] !== QUOTE) return null;
+      const end = scan.string(i);
+      if (end < 0) return null;
+      clientId = [i, end];
+      i = end;
+    } else {
+      if (bytes[i] !== OPEN_BRACKET) return null;
+      i = scan.ws(i + 1);
+      while (bytes[i] !== CLOSE_BRACKET) {
+        if (bytes[i] !== OPEN_BRACE) return null;
+        const end = scan.value(i);
+        if (end < 0) return null;
+        actions.push([i, end]);
+        i = scan.ws(end);
+        if (bytes[i] === COMMA) {
+          i = scan.ws(i + 1);
+          if (bytes[i] === CLOSE_BRACKET) return null; // a trailing comma
+        } else if (bytes[i] !== CLOSE_BRACKET) return null;
+      }
+      i++;
+    }
+    i = scan.ws(i);
+    if (bytes[i] === COMMA) {
+      i = scan.ws(i + 1);
+      continue;
+    }
+    if (bytes[i] !== CLOSE_BRACE) return null;
+    break;
+  }
+  if (scan.ws(i + 1) !== bytes.length || clientId === null || order.length !== 2) return null;
+  return { order, clientId, actions };
+}
+
 function isKey(bytes: Uint8Array, from: number, to: number, key: readonly number[]): boolean {
   if (to - from !== key.length) return false;
   for (let j = 0; j < key.length; j++) if (bytes[from + j] !== key[j]) return false;

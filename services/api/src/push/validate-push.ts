@@ -15,7 +15,7 @@ import {
   type PushRequest,
 } from '@ferry/contracts';
 import { checkDrift } from '@ferry/domain';
-import { locateRawActions, type RawActions } from './raw-actions.js';
+import { locateRawActions, splitPushRequest, type RawActions } from './raw-actions.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: FerryError };
 /** A valid push request, with the text of its actions where it can be stored as received. */
@@ -33,11 +33,53 @@ export function decodeJson(data: Uint8Array): Checked<unknown> {
   }
 }
 
+/**
+ * Requests from this size on are parsed in pieces of at most PIECE_BYTES: one
+ * string of a whole request would be a V8 large object, allocated on fresh
+ * pages each time (on the VMs measured here ~1.2 ms of page faults for 300 KB,
+ * about 4 µs per action), where pieces stay in the young generation.
+ */
+const PIECEWISE_FROM = 96 * 1024;
+const PIECE_BYTES = 64 * 1024;
+
+/**
+ * decodeJson for a push request: the same value (or the same error), parsed
+ * piece by piece when the request is large and shaped as one
+ * (`splitPushRequest`); anything else, and any piece that does not parse, is
+ * decided by decodeJson over the whole text.
+ */
+export function decodePushJson(data: Uint8Array, pieceBytes = PIECE_BYTES, from = PIECEWISE_FROM): Checked<unknown> {
+  const pieces = data.length >= from ? splitPushRequest(data) : null;
+  if (pieces !== null) {
+    try {
+      const clientId: unknown = JSON.parse(decoder.decode(data.subarray(...pieces.clientId)));
+      const actions: unknown[] = [];
+      const ranges = pieces.actions;
+      for (let i = 0; i < ranges.length;) {
+        // Consecutive actions up to pieceBytes as one array: the bytes between them are `,` and whitespace.
+        const start = (ranges[i] as readonly [number, number])[0];
+        let j = i;
+        while (j + 1 < ranges.length && (ranges[j + 1] as readonly [number, number])[1] - start <= pieceBytes) j++;
+        const end = (ranges[j] as readonly [number, number])[1];
+        const part = JSON.parse(`[${decoder.decode(data.subarray(start, end))}]`) as unknown[];
+        for (const a of part) actions.push(a);
+        i = j + 1;
+      }
+      const value: Record<string, unknown> = {};
+      for (const key of pieces.order) value[key] = key === 'clientId' ? clientId : actions;
+      return { ok: true, value };
+    } catch {
+      // Not valid after all: the whole text decides, and words the error.
+    }
+  }
+  return decodeJson(data);
+}
+
 export function checkPushRequest(data: Uint8Array, limits: Limits, now: number): CheckedPush {
   if (data.length > limits.maxBatchBytes) {
     return tooLarge(`(root): request is ${data.length} bytes, the limit is ${limits.maxBatchBytes} (maxBatchBytes)`);
   }
-  const json = decodeJson(data);
+  const json = decodePushJson(data);
   if (!json.ok) return { ok: false, error: json.error };
   const shape = json.value as { actions?: unknown } | null;
   if (
