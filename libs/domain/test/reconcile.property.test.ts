@@ -3,7 +3,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { conflictRecordSchema, type Action, type EntityState } from '@ferry/contracts';
-import { checkRecord, Materializer, PolicyBook, reconcile, recordToJson, type CustomMerge } from '../src/index.js';
+import {
+  checkRecord,
+  Materializer,
+  MemoryPendingStore,
+  PolicyBook,
+  reconcile,
+  recordToJson,
+  type CustomMerge,
+  type PendingStore,
+} from '../src/index.js';
 import { actionsArb, CLIENTS, deliveryArb, fcParams } from './arbitraries.js';
 import { plain, stateOf } from './helpers.js';
 
@@ -75,66 +84,74 @@ describe('incremental materializer vs oracle', () => {
     );
   });
 
-  it('(c) any interleaving of pending, confirm, reject and remote ends in oracle(confirmed ∪ pending) [M1]', () => {
-    const LOCAL = CLIENTS[0];
-    const moveArb = fc.array(
-      fc.oneof(
-        fc.record({ kind: fc.constant('remote' as const), pick: fc.nat() }),
-        fc.record({ kind: fc.constant('local' as const) }),
-        fc.record({ kind: fc.constant('confirm' as const), pick: fc.nat() }),
-        fc.record({ kind: fc.constant('reject' as const), pick: fc.nat() }),
-        fc.record({ kind: fc.constant('echo' as const), pick: fc.nat() }),
-      ),
-      { maxLength: 60 },
-    );
-    fc.assert(
-      fc.property(actionsArb(30), moveArb, (actions, moves) => {
-        const local = actions.filter((a) => a.clientId === LOCAL);
-        const remote = actions.filter((a) => a.clientId !== LOCAL);
-        const m = new Materializer();
-        const applied: Action[] = []; // remote actions folded in
-        const pending: Action[] = [];
-        const confirmed: Action[] = [];
-        let nextLocal = 0;
-        let seq = 0;
-        for (const move of moves) {
-          if (move.kind === 'remote' && remote.length > 0) {
-            const a = remote[move.pick % remote.length] as Action;
-            const { conflicts } = m.applyRemote([{ ...a, seq: ++seq }]);
-            // Every record is well-formed, and one action yields at most one per field.
-            for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
-            const fieldsHit = conflicts.map((c) => c.field ?? '*');
-            expect(new Set(fieldsHit).size).toBe(fieldsHit.length);
-            if (!applied.some((x) => x.id === a.id)) applied.push(a);
-          } else if (move.kind === 'local' && nextLocal < local.length) {
-            const a = local[nextLocal++] as Action;
-            m.addPending([a]);
-            pending.push(a);
-          } else if (move.kind === 'confirm' && pending.length > 0) {
-            const [a] = pending.splice(move.pick % pending.length, 1) as [Action];
-            m.confirm([{ id: a.id, seq: ++seq }]);
-            confirmed.push(a);
-          } else if (move.kind === 'reject' && pending.length > 0) {
-            const [a] = pending.splice(move.pick % pending.length, 1) as [Action];
-            const { conflicts } = m.reject([{ id: a.id, reason: 'stale' }]);
-            expect(conflicts).toHaveLength(1);
-            expect(conflicts[0]?.resolution).toBe('rejected');
-            for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
-          } else if (move.kind === 'echo' && confirmed.length + pending.length > 0) {
-            // Our own action comes back through a pull, acknowledged or not yet.
-            const pool = [...confirmed, ...pending];
-            const a = pool[move.pick % pool.length] as Action;
-            m.applyRemote([{ ...a, seq: ++seq }]);
-            const at = pending.findIndex((p) => p.id === a.id);
-            if (at >= 0) confirmed.push(...pending.splice(at, 1));
+  it.each([
+    ['batched', () => new MemoryPendingStore()],
+    ['one-by-one', () => oneByOne(new MemoryPendingStore())],
+  ])(
+    '(c) any interleaving of pending, confirm, reject and remote ends in oracle(confirmed ∪ pending), %s store [M1]',
+    (_name, pendingStore) => {
+      const LOCAL = CLIENTS[0];
+      const moveArb = fc.array(
+        fc.oneof(
+          fc.record({ kind: fc.constant('remote' as const), pick: fc.nat() }),
+          fc.record({ kind: fc.constant('local' as const) }),
+          fc.record({ kind: fc.constant('confirm' as const), pick: fc.nat() }),
+          fc.record({ kind: fc.constant('reject' as const), pick: fc.nat() }),
+          fc.record({ kind: fc.constant('echo' as const), pick: fc.nat() }),
+        ),
+        { maxLength: 60 },
+      );
+      fc.assert(
+        fc.property(actionsArb(30), moveArb, (actions, moves) => {
+          const local = actions.filter((a) => a.clientId === LOCAL);
+          const remote = actions.filter((a) => a.clientId !== LOCAL);
+          const m = new Materializer({ pending: pendingStore() });
+          const applied: Action[] = []; // remote actions folded in
+          const pending: Action[] = [];
+          const confirmed: Action[] = [];
+          let nextLocal = 0;
+          let seq = 0;
+          for (const move of moves) {
+            if (move.kind === 'remote' && remote.length > 0) {
+              const a = remote[move.pick % remote.length] as Action;
+              const { conflicts } = m.applyRemote([{ ...a, seq: ++seq }]);
+              // Every record is well-formed, and one action yields at most one per field.
+              for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
+              const fieldsHit = conflicts.map((c) => c.field ?? '*');
+              expect(new Set(fieldsHit).size).toBe(fieldsHit.length);
+              if (!applied.some((x) => x.id === a.id)) applied.push(a);
+            } else if (move.kind === 'local' && nextLocal < local.length) {
+              const a = local[nextLocal++] as Action;
+              m.addPending([a]);
+              pending.push(a);
+            } else if (move.kind === 'confirm' && pending.length > 0) {
+              // One to three acknowledgements at once, in clientSeq order as a push reply gives them.
+              const taken = pending.splice(move.pick % pending.length, 1 + (move.pick % 3));
+              taken.sort((x, y) => x.clientSeq - y.clientSeq);
+              m.confirm(taken.map((a) => ({ id: a.id, seq: ++seq })));
+              confirmed.push(...taken);
+            } else if (move.kind === 'reject' && pending.length > 0) {
+              const [a] = pending.splice(move.pick % pending.length, 1) as [Action];
+              const { conflicts } = m.reject([{ id: a.id, reason: 'stale' }]);
+              expect(conflicts).toHaveLength(1);
+              expect(conflicts[0]?.resolution).toBe('rejected');
+              for (const c of conflicts) expect(conflictRecordSchema.safeParse(c).error).toBeUndefined();
+            } else if (move.kind === 'echo' && confirmed.length + pending.length > 0) {
+              // Our own action comes back through a pull, acknowledged or not yet.
+              const pool = [...confirmed, ...pending];
+              const a = pool[move.pick % pool.length] as Action;
+              m.applyRemote([{ ...a, seq: ++seq }]);
+              const at = pending.findIndex((p) => p.id === a.id);
+              if (at >= 0) confirmed.push(...pending.splice(at, 1));
+            }
+            expect(m.pendingCount).toBe(pending.length);
+            expect(plain(stateOf(m))).toEqual(plain(reconcile([], [...applied, ...confirmed, ...pending])));
           }
-          expect(m.pendingCount).toBe(pending.length);
-          expect(plain(stateOf(m))).toEqual(plain(reconcile([], [...applied, ...confirmed, ...pending])));
-        }
-      }),
-      fcParams(),
-    );
-  });
+        }),
+        fcParams(),
+      );
+    },
+  );
 
   it('custom merges: incremental equals the oracle even for an order-sensitive merge', () => {
     // Appends every write to a log field: the result depends on the total order.
@@ -174,3 +191,18 @@ describe('incremental materializer vs oracle', () => {
 });
 
 export type { EntityState };
+
+/** The same store without its optional batched forms, so the materializer takes its one-by-one paths. */
+function oneByOne(store: PendingStore): PendingStore {
+  return {
+    get size() {
+      return store.size;
+    },
+    get: (id) => store.get(id),
+    forEntity: (collection, id) => store.forEntity(collection, id),
+    add: (action) => store.add(action),
+    remove: (id, outcome) => store.remove(id, outcome),
+    keys: (collection) => store.keys(collection),
+    all: () => store.all(),
+  };
+}

@@ -139,6 +139,10 @@ describe('WalStore', () => {
     expect(wal.pendingCount()).toBe(700);
     expect(wal.lookup(appended[599]!.id)).toMatchObject({ state: 'acknowledged', seq: 699 });
     expect(wal.pendingFor('notes', '1').map((a) => a.clientSeq)).toEqual([702]);
+    // An id acknowledged twice in one batch keeps the first seq, as one by one.
+    const last = appended.at(-1) as (typeof appended)[number];
+    expect(wal.settleAcknowledged([last, last].map((a, i) => ({ id: a.id, seq: 5000 + i }))).size).toBe(1);
+    expect(wal.lookup(last.id)).toMatchObject({ state: 'acknowledged', seq: 5000 });
   });
 
   it('keeps clientId, clientSeq and the clock across a restart, even after compaction', () => {

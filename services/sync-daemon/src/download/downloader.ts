@@ -8,7 +8,7 @@
  * off and retry.
  */
 import type { Subscription } from 'rxjs';
-import { Subject, exhaustMap, from, merge, timer } from 'rxjs';
+import { Subject, merge, timer } from 'rxjs';
 import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
@@ -24,7 +24,7 @@ import {
   type SyncEvent,
 } from '@ferry/contracts';
 import type { Reconciled, Reconciler } from '../reconcile/reconciler.js';
-import { Pause, backoffDelay } from '../upload/backoff.js';
+import { DrainLoop, Pause, backoffDelay } from '../upload/backoff.js';
 
 export interface DownloaderOptions {
   readonly nc: NatsConnection;
@@ -75,10 +75,12 @@ export class Downloader {
       },
     });
     // The feed is best-effort (missed while disconnected); a slow heartbeat pull covers gaps.
-    // A wake-up pulls at once; one during a pull sets #news, so the drain pulls again.
-    this.#subscription = merge(this.#wake, timer(0, 5000))
-      .pipe(exhaustMap(() => from(this.#drain())))
-      .subscribe({ error: (err: unknown) => this.#o.logger.error({ err }, 'downloader pipeline failed') });
+    // A wake-up pulls at once; one during a pull makes it pull again (#news, DrainLoop).
+    const loop = new DrainLoop(
+      () => this.#drain(),
+      (err) => this.#o.logger.error({ err }, 'downloader pipeline failed'),
+    );
+    this.#subscription = merge(this.#wake, timer(0, 5000)).subscribe(() => loop.request());
   }
 
   poke(): void {

@@ -35,3 +35,47 @@ export class Pause {
     this.#wake?.();
   }
 }
+
+/**
+ * Runs `drain` on demand, one run at a time: a request while one runs makes
+ * it run once more right after, so no request is lost between the run's last
+ * look at its work and its end (which an rxjs `exhaustMap` would drop, since
+ * it learns of the end a microtask later).
+ */
+export class DrainLoop {
+  readonly #drain: () => Promise<void>;
+  readonly #onError: (err: unknown) => void;
+  #running = false;
+  #again = false;
+
+  constructor(drain: () => Promise<void>, onError: (err: unknown) => void) {
+    this.#drain = drain;
+    this.#onError = onError;
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  request(): void {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = true;
+    void this.#run();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        await this.#drain();
+      } while (this.#again);
+    } catch (err) {
+      this.#onError(err);
+    } finally {
+      this.#running = false;
+    }
+  }
+}

@@ -6,7 +6,7 @@
  * the queue behind it (DESIGN §4).
  */
 import type { Subscription } from 'rxjs';
-import { Subject, auditTime, exhaustMap, from, merge, timer, type Observable } from 'rxjs';
+import { Subject, auditTime, merge, timer, type Observable } from 'rxjs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
@@ -21,7 +21,7 @@ import {
 } from '@ferry/contracts';
 import type { Acknowledgement, Rejection } from '@ferry/domain';
 import type { WalStore } from '../wal/wal-store.js';
-import { Pause, backoffDelay } from './backoff.js';
+import { DrainLoop, Pause, backoffDelay } from './backoff.js';
 
 export interface UploaderOptions {
   readonly nc: NatsConnection;
@@ -58,14 +58,15 @@ export class Uploader {
   start(): void {
     const heartbeat = timer(0, 1000);
     const { intervalMs } = this.#o.batch;
+    const loop = new DrainLoop(
+      () => this.#drain(),
+      (err) => this.#o.logger.error({ err }, 'uploader pipeline failed'),
+    );
     // With no interval a wake-up drains at once (even a 0 ms timer costs a millisecond or more
-    // of latency); wake-ups during a drain are dropped, and the drain reads the WAL until it is empty.
+    // of latency); one during a drain makes it drain again (DrainLoop).
     this.#subscription = merge(this.#wake, heartbeat)
-      .pipe(
-        intervalMs > 0 ? auditTime(intervalMs) : (wakes: Observable<unknown>) => wakes,
-        exhaustMap(() => from(this.#drain())),
-      )
-      .subscribe({ error: (err: unknown) => this.#o.logger.error({ err }, 'uploader pipeline failed') });
+      .pipe(intervalMs > 0 ? auditTime(intervalMs) : (wakes: Observable<unknown>) => wakes)
+      .subscribe(() => loop.request());
   }
 
   /** Something was appended to the WAL, or the link came back. */

@@ -403,7 +403,10 @@ export class WalStore {
    */
   settleAcknowledged(acks: readonly { id: string; seq: number }[]): Map<string, Action> {
     const out = new Map<string, Action>();
-    for (const r of this.#batched.takeAcknowledged.rows(acks.map((a) => [a.id, a.seq]))) {
+    // An id twice: the first seq counts, as with settle() one by one (UPDATE … FROM would pick either).
+    const first = new Map<string, number>();
+    for (const a of acks) if (!first.has(a.id)) first.set(a.id, a.seq);
+    for (const r of this.#batched.takeAcknowledged.rows([...first])) {
       out.set(r.id, this.#decode(r.body, r.client_seq));
     }
     this.#pendingCount -= out.size;
