@@ -147,24 +147,35 @@ const requestish = fc.oneof(
   fc.anything(),
 );
 
+/**
+ * The fast-path property: whatever `surely` accepts, `schema` accepts too and
+ * returns unchanged; both sides (accepted, refused by zod) are exercised.
+ */
+function agreesWithZod(
+  inputs: fc.Arbitrary<unknown>,
+  schema: { safeParse(raw: unknown): { success: boolean; data?: unknown } },
+  surely: (raw: unknown) => boolean,
+): void {
+  let accepted = 0;
+  let refusedByZod = 0;
+  fc.assert(
+    fc.property(inputs, (raw) => {
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) refusedByZod++;
+      if (!surely(raw)) return;
+      accepted++;
+      expect(parsed.success).toBe(true);
+      expect(parsed.data).toEqual(raw);
+    }),
+    params,
+  );
+  expect(accepted).toBeGreaterThan(params.numRuns / 10);
+  expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
+}
+
 describe('surelyValidPushRequest', () => {
   it('never accepts what pushRequestSchema refuses, and accepts exactly what zod would return', () => {
-    let accepted = 0;
-    let refusedByZod = 0;
-    fc.assert(
-      fc.property(requestish, (raw) => {
-        const parsed = pushRequestSchema.safeParse(raw);
-        if (!parsed.success) refusedByZod++;
-        if (!surelyValidPushRequest(raw)) return;
-        accepted++;
-        expect(parsed.success).toBe(true);
-        expect(parsed.data).toEqual(raw);
-      }),
-      params,
-    );
-    // Both sides of the property were exercised.
-    expect(accepted).toBeGreaterThan(params.numRuns / 10);
-    expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
+    agreesWithZod(requestish, pushRequestSchema, surelyValidPushRequest);
   });
 
   it('takes the fast path for ordinary requests (so it is worth having)', () => {
@@ -237,21 +248,7 @@ const replyish = fc.oneof(
 
 describe('surelyValidPullReply', () => {
   it('never accepts what pullReplySchema refuses, and accepts exactly what zod would return', () => {
-    let accepted = 0;
-    let refusedByZod = 0;
-    fc.assert(
-      fc.property(replyish, (raw) => {
-        const parsed = pullReplySchema.safeParse(raw);
-        if (!parsed.success) refusedByZod++;
-        if (!surelyValidPullReply(raw)) return;
-        accepted++;
-        expect(parsed.success).toBe(true);
-        expect(parsed.data).toEqual(raw);
-      }),
-      params,
-    );
-    expect(accepted).toBeGreaterThan(params.numRuns / 10);
-    expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
+    agreesWithZod(replyish, pullReplySchema, surelyValidPullReply);
   });
 
   it("leaves a stored action without its seq, and a page of another client's bad uuid, to zod", () => {
@@ -359,21 +356,11 @@ const nearValidChange = fc
 
 describe('surelyValidChangeEvent', () => {
   it('never accepts what changeEventSchema refuses, and accepts exactly what zod would return', () => {
-    let accepted = 0;
-    let refusedByZod = 0;
-    fc.assert(
-      fc.property(fc.oneof({ weight: 6, arbitrary: nearValidChange }, changeish, fc.anything()), (raw) => {
-        const parsed = changeEventSchema.safeParse(raw);
-        if (!parsed.success) refusedByZod++;
-        if (!surelyValidChangeEvent(raw)) return;
-        accepted++;
-        expect(parsed.success).toBe(true);
-        expect(parsed.data).toEqual(raw);
-      }),
-      params,
+    agreesWithZod(
+      fc.oneof({ weight: 6, arbitrary: nearValidChange }, changeish, fc.anything()),
+      changeEventSchema,
+      surelyValidChangeEvent,
     );
-    expect(accepted).toBeGreaterThan(params.numRuns / 10);
-    expect(refusedByZod).toBeGreaterThan(params.numRuns / 10);
   });
 
   it('takes the fast path for ordinary change events', () => {

@@ -496,17 +496,8 @@ function readMetaNumber(value: string | undefined, key: string, fallback: number
   return value === undefined ? fallback : decodeStored(seqSchema, value, `meta ${key}`);
 }
 
-const ACTION_KEYS = new Set([
-  'id',
-  'clientId',
-  'clientSeq',
-  'collection',
-  'entityId',
-  'op',
-  'fields',
-  'hlc',
-  'baseVersion',
-]);
+/** The action's keys, from its schema; a WAL row never holds the server's seq. */
+const ACTION_KEYS = new Set(Object.keys(actionSchema.shape).filter((key) => key !== 'seq'));
 
 /**
  * A WAL row back into an action; a damaged row is an `internal` error that
