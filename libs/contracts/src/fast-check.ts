@@ -8,7 +8,7 @@
  * checks (uuids) still call the schemas themselves, so their rules cannot drift.
  */
 import { actionSchema } from './action.js';
-import { MAX_EVENT_ID_LENGTH, type ChangeEvent } from './bus.js';
+import { MAX_EVENT_ID_LENGTH, changeEventSchema, type ChangeEvent } from './bus.js';
 import {
   actionIdSchema,
   clientIdSchema,
@@ -64,7 +64,7 @@ export function surelyValidPullReply(raw: unknown): raw is PullReply {
   return true;
 }
 
-const CHANGE_KEYS = new Set(['collection', 'id', 'op', 'fields', 'baseVersion', 'eventId']);
+const CHANGE_KEYS = new Set(Object.keys(changeEventSchema.shape));
 
 /** True only when `raw` certainly satisfies `changeEventSchema` and zod would return it unchanged. */
 export function surelyValidChangeEvent(raw: unknown): raw is ChangeEvent {

@@ -111,7 +111,7 @@ export class MemoryPendingStore implements PendingStore {
     const out = new Map<string, readonly Action[]>();
     for (const [collection, id] of keys) {
       const list = this.forEntity(collection, id);
-      if (list !== undefined) out.set(entityKey(collection, id), [...list]);
+      if (list !== undefined) out.set(entityKey(collection, id), list);
     }
     return out;
   }

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
 import type { Action } from '@ferry/contracts';
-import { locateRawActions, splitPushRequest } from '../src/push/raw-actions.js';
+import { locateRawActions, rawActionsOf, splitPushRequest } from '../src/push/raw-actions.js';
 import { decodeJson, decodePushJson } from '../src/push/validate-push.js';
 
 const params = {
@@ -84,8 +84,11 @@ describe('locateRawActions', () => {
     ['digits JavaScript rounds', `{${base},"fields":{"a":12345678901234567890}}`],
     ['a seq sent by the client', `{${base},"seq":99,"fields":{"a":1}}`],
   ])('does not pass on an action with %s', (_name, actionText) => {
-    const { raw } = locate(`{"clientId":"${CLIENT}","actions":[${actionText}]}`);
+    const { bytes, parsed, raw } = locate(`{"clientId":"${CLIENT}","actions":[${actionText}]}`);
     expect(raw?.starts[0]).toBe(-1);
+    // Nor does the split's own reading of it (the large-request path).
+    const pieces = splitPushRequest(bytes);
+    expect(pieces && rawActionsOf(bytes, pieces, parsed.actions)?.starts[0]).toBe(-1);
   });
 
   it.each([
@@ -161,6 +164,18 @@ describe('decodePushJson', () => {
       params,
     );
     expect(pieced).toBeGreaterThan(params.numRuns / 8); // the piecewise path was taken, not only the fallback
+  });
+
+  it('finds the action text exactly where locateRawActions does, from the split alone', () => {
+    fc.assert(
+      fc.property(fc.array(action, { minLength: 1, maxLength: 4 }), fc.constantFrom(0, 1, '\t'), (actions, space) => {
+        const { bytes, parsed, raw } = locate(JSON.stringify({ clientId: CLIENT, actions }, null, space));
+        const pieces = splitPushRequest(bytes);
+        expect(pieces).not.toBeNull();
+        expect(rawActionsOf(bytes, pieces as NonNullable<typeof pieces>, parsed.actions)).toEqual(raw);
+      }),
+      params,
+    );
   });
 
   it('keeps the key order of the text, and refuses a trailing comma or text after the object as JSON.parse does', () => {

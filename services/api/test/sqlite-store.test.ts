@@ -236,6 +236,30 @@ describe('SqliteStore specifics', () => {
     dir = null;
   });
 
+  it('rewrites an unchanged cursor within cursorRefreshMs, so a client that keeps pulling keeps holding the horizon', async () => {
+    dir = await makeTempDir('ferry-store-');
+    const store = SqliteStore.open({ path: join(dir.path, 's.sqlite'), cursorRefreshMs: 1000 });
+    try {
+      const c = simClient();
+      const steady = simClient();
+      const NOW = Date.now();
+      await store.push(T, {
+        clientId: c.clientId,
+        actions: [c.create('a', {}), c.create('b', {}), c.create('c', {})],
+        now: NOW - 6000,
+      });
+      const pull = (clientId: string, since: number, at: number) =>
+        store.pull(T, { since, limit: 10, now: at, maxBytes: 1 << 20, clientId: clientId as typeof c.clientId });
+      await pull(steady.clientId, 1, NOW - 5000);
+      await pull(steady.clientId, 1, NOW - 100); // the same cursor, 4.9 s later: written again
+      await pull(c.clientId, 3, NOW);
+      // Window 2 s: the steady client was seen 0.1 s ago at cursor 1, so only seq 1 may go.
+      expect((await store.purge({ now: NOW, windowMs: 2000 })).actions).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('runs in WAL mode with synchronous=FULL (an acknowledged push survives power loss)', async () => {
     dir = await makeTempDir('ferry-store-');
     const db = new Database(join(dir.path, 's.sqlite'));

@@ -68,4 +68,12 @@ describe('SqliteSeenSet', () => {
     seen.add(client, 3);
     expect(new SqliteSeenSet(wal.db).has(client, 3)).toBe(true);
   });
+
+  it('a damaged floor row is an internal error that names it, not a floor of NaN', () => {
+    const client = uuidv7();
+    wal.db.prepare('INSERT INTO applied_floor (client_id, floor) VALUES (?, ?)').run(client, 'lots');
+    expect(() => new SqliteSeenSet(wal.db)).toThrow(
+      expect.objectContaining({ code: 'internal', message: expect.stringContaining(`applied_floor row ${client}`) }),
+    );
+  });
 });

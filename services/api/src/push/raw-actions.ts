@@ -96,6 +96,9 @@ export interface PushPieces {
   readonly order: readonly ('clientId' | 'actions')[];
   readonly clientId: readonly [number, number];
   readonly actions: readonly (readonly [number, number])[];
+  /** Per action, what locateRawActions' scan learns of it: every number canonical, and the keys written. */
+  readonly canonical: readonly boolean[];
+  readonly keys: readonly number[];
 }
 
 /**
@@ -112,6 +115,8 @@ export function splitPushRequest(bytes: Uint8Array): PushPieces | null {
   const order: ('clientId' | 'actions')[] = [];
   let clientId: readonly [number, number] | null = null;
   const actions: (readonly [number, number])[] = [];
+  const canonical: boolean[] = [];
+  const keys: number[] = [];
   let i = scan.ws(0);
   if (bytes[i] !== OPEN_BRACE) return null;
   i = scan.ws(i + 1);
@@ -140,9 +145,13 @@ export function splitPushRequest(bytes: Uint8Array): PushPieces | null {
       i = scan.ws(i + 1);
       while (bytes[i] !== CLOSE_BRACKET) {
         if (bytes[i] !== OPEN_BRACE) return null;
+        scan.keys = 0;
+        scan.canonical = true;
         const end = scan.value(i);
         if (end < 0) return null;
         actions.push([i, end]);
+        canonical.push(scan.canonical);
+        keys.push(scan.keys);
         i = scan.ws(end);
         if (bytes[i] === COMMA) {
           i = scan.ws(i + 1);
@@ -160,7 +169,26 @@ export function splitPushRequest(bytes: Uint8Array): PushPieces | null {
     break;
   }
   if (scan.ws(i + 1) !== bytes.length || clientId === null || order.length !== 2) return null;
-  return { order, clientId, actions };
+  return { order, clientId, actions, canonical, keys };
+}
+
+/**
+ * locateRawActions for a request that splitPushRequest split and whose every
+ * piece parsed into `actions`: the split's scan already holds what it needs.
+ */
+export function rawActionsOf(bytes: Uint8Array, pieces: PushPieces, actions: readonly Action[]): RawActions | null {
+  if (pieces.actions.length !== actions.length) return null;
+  const starts = new Int32Array(actions.length).fill(-1);
+  const ends = new Int32Array(actions.length);
+  for (let k = 0; k < actions.length; k++) {
+    const action = actions[k] as Action;
+    const [from, to] = pieces.actions[k] as readonly [number, number];
+    if (pieces.canonical[k] === true && action.seq === undefined && pieces.keys[k] === countKeys(action)) {
+      starts[k] = from;
+      ends[k] = to - 1;
+    }
+  }
+  return { bytes, starts, ends };
 }
 
 function isKey(bytes: Uint8Array, from: number, to: number, key: readonly number[]): boolean {

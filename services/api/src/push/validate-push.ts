@@ -15,7 +15,7 @@ import {
   type PushRequest,
 } from '@ferry/contracts';
 import { checkDrift } from '@ferry/domain';
-import { locateRawActions, splitPushRequest, type RawActions } from './raw-actions.js';
+import { locateRawActions, rawActionsOf, splitPushRequest, type PushPieces, type RawActions } from './raw-actions.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: FerryError };
 /** A valid push request, with the text of its actions where it can be stored as received. */
@@ -48,7 +48,9 @@ const PIECE_BYTES = 64 * 1024;
  * (`splitPushRequest`); anything else, and any piece that does not parse, is
  * decided by decodeJson over the whole text.
  */
-export function decodePushJson(data: Uint8Array, pieceBytes = PIECE_BYTES, from = PIECEWISE_FROM): Checked<unknown> {
+export type DecodedPush = { ok: true; value: unknown; pieces: PushPieces | null } | { ok: false; error: FerryError };
+
+export function decodePushJson(data: Uint8Array, pieceBytes = PIECE_BYTES, from = PIECEWISE_FROM): DecodedPush {
   const pieces = data.length >= from ? splitPushRequest(data) : null;
   if (pieces !== null) {
     try {
@@ -67,12 +69,13 @@ export function decodePushJson(data: Uint8Array, pieceBytes = PIECE_BYTES, from 
       }
       const value: Record<string, unknown> = {};
       for (const key of pieces.order) value[key] = key === 'clientId' ? clientId : actions;
-      return { ok: true, value };
+      return { ok: true, value, pieces };
     } catch {
       // Not valid after all: the whole text decides, and words the error.
     }
   }
-  return decodeJson(data);
+  const whole = decodeJson(data);
+  return whole.ok ? { ...whole, pieces: null } : whole;
 }
 
 export function checkPushRequest(data: Uint8Array, limits: Limits, now: number): CheckedPush {
@@ -97,7 +100,8 @@ export function checkPushRequest(data: Uint8Array, limits: Limits, now: number):
   if (surelyValidPushRequest(json.value)) {
     request = json.value;
     // zod returns what JSON.parse made unchanged here, so the text says the same.
-    raw = locateRawActions(data, request.actions);
+    raw =
+      json.pieces === null ? locateRawActions(data, request.actions) : rawActionsOf(data, json.pieces, request.actions);
   } else {
     // zod decides anything the fast path is unsure of, and names the offending field.
     const parsed = parseWith(pushRequestSchema, json.value);

@@ -67,7 +67,7 @@ export class ApiApp {
       path,
       policies: policies.policies,
       // A client that keeps pulling must stay "seen" to the purge, however short the window.
-      cursorRefreshMs: Math.min(60_000, (config.retention.windowDays * DAY_MS) / 4),
+      cursorRefreshMs: (config.retention.windowDays * DAY_MS) / 4,
       logger: this.#logger.child({ component: 'store' }),
     });
     this.#store = store;

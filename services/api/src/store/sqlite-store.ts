@@ -86,15 +86,15 @@ export interface SqliteStoreOptions {
   readonly walSyncDelayMs?: number;
   /**
    * A client pulling at an unchanged cursor has it (and its last-seen time)
-   * rewritten this often; keep it well inside the retention window, or a client
-   * that keeps pulling looks away to the purge. Default 60 s.
+   * rewritten at least this often, and at least every 60 s; keep it well inside
+   * the retention window, or a client that keeps pulling looks away to the purge.
    */
   readonly cursorRefreshMs?: number;
 }
 
 /** Records per checkpoint write-set: small enough that pushes are not held up behind one for long. */
 const CHECKPOINT_PART = 2000;
-/** A cursor write is skipped when nothing changed and the last one is this recent (the default). */
+/** A cursor write is skipped when nothing changed and the last one is this recent (at most). */
 const CURSOR_REFRESH_MS = 60_000;
 /** Client states held in memory; beyond this the settled ones are dropped (and read back when needed). */
 const MAX_CLIENTS_HELD = 100_000;
@@ -174,7 +174,7 @@ export class SqliteStore implements ApiStore {
     this.#path = options.path;
     this.#policies = options.policies ?? new PolicyBook();
     this.#purgeChunk = options.purgeChunk ?? 10_000;
-    this.#cursorRefreshMs = options.cursorRefreshMs ?? CURSOR_REFRESH_MS;
+    this.#cursorRefreshMs = Math.min(CURSOR_REFRESH_MS, options.cursorRefreshMs ?? CURSOR_REFRESH_MS);
     this.#s = prepareStatements(db);
     this.#cache = new RecordCache(options.recordCacheSize ?? 20_000);
     this.#logger = options.logger ?? pino({ level: 'silent' });

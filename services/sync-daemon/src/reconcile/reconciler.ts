@@ -201,9 +201,8 @@ export class Reconciler {
 
   /** The state the app must now see for entities whose actions were just captured. */
   viewsOf(actions: readonly Action[]): EntityState[] {
-    const keys = new Map<string, readonly [string, string]>();
-    for (const a of actions) keys.set(`${a.collection}\u0000${a.entityId}`, [a.collection, a.entityId]);
-    const views = this.#m.materialized(keys.values());
+    // materialized() takes each entity once, however many of the actions name it.
+    const views = this.#m.materialized(actions.map((a) => [a.collection, a.entityId] as const));
     // Reads fill the record cache too: a device that only captures (offline) must stay bounded.
     this.#records.trim(this.#maxCached);
     return views;

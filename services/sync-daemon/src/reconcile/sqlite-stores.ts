@@ -5,7 +5,15 @@
  * state: records are read on demand and the cache is trimmed between batches.
  */
 import type Database from 'better-sqlite3';
-import { entityRecordSchema, decodeStored, type Action } from '@ferry/contracts';
+import {
+  ErrorCode,
+  FerryError,
+  decodeStored,
+  entityRecordSchema,
+  parseWith,
+  seqSchema,
+  type Action,
+} from '@ferry/contracts';
 import {
   entityKey,
   recordFromJson,
@@ -19,8 +27,6 @@ import {
 } from '@ferry/domain';
 import { KeyedBatch } from '../wal/keyed-batch.js';
 import type { WalStore } from '../wal/wal-store.js';
-
-const key = entityKey;
 
 export class SqliteRecordStore implements RecordStore {
   /** null: known to have no row (new entities are looked up at capture and again at acknowledgement). */
@@ -55,7 +61,7 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   get(collection: string, id: string): EntityRec | undefined {
-    const k = key(collection, id);
+    const k = entityKey(collection, id);
     const cached = this.#cache.get(k);
     if (cached !== undefined) return cached ?? undefined;
     const row = this.#select.get(collection, id);
@@ -70,12 +76,12 @@ export class SqliteRecordStore implements RecordStore {
   prefetch(keys: readonly EntityKey[]): void {
     const missing = new Map<string, EntityKey>();
     for (const k of keys) {
-      const ck = key(k[0], k[1]);
+      const ck = entityKey(k[0], k[1]);
       if (!this.#cache.has(ck)) missing.set(ck, k);
     }
     if (missing.size === 0) return;
     for (const row of this.#selectMany.rows([...missing.values()])) {
-      this.#cacheRow(key(row.collection, row.entity_id), row.collection, row.entity_id, row.record);
+      this.#cacheRow(entityKey(row.collection, row.entity_id), row.collection, row.entity_id, row.record);
     }
     for (const ck of missing.keys()) if (!this.#cache.has(ck)) this.#cache.set(ck, null);
   }
@@ -87,7 +93,7 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   put(rec: EntityRec): void {
-    this.#cache.set(key(rec.collection, rec.id), rec);
+    this.#cache.set(entityKey(rec.collection, rec.id), rec);
   }
 
   /** Runs inside the caller's transaction, so records commit with the cursor that covers them. */
@@ -180,7 +186,7 @@ export class SqliteSeenSet implements SeenSet {
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#select = db.prepare<[], { client_id: string; floor: number }>('SELECT client_id, floor FROM applied_floor');
+    this.#select = db.prepare<[], { client_id: string; floor: unknown }>('SELECT client_id, floor FROM applied_floor');
     this.#upsert = db.prepare<[string, number]>(
       `INSERT INTO applied_floor (client_id, floor) VALUES (?, ?)
        ON CONFLICT (client_id) DO UPDATE SET floor = excluded.floor`,
@@ -215,6 +221,11 @@ export class SqliteSeenSet implements SeenSet {
   reload(): void {
     this.#dirty.clear();
     this.#floors.clear();
-    for (const row of this.#select.iterate()) this.#floors.set(row.client_id, row.floor);
+    for (const row of this.#select.iterate()) {
+      // A damaged row is an internal error that names it: a wrong floor would fold actions twice or never.
+      const floor = parseWith(seqSchema, row.floor, `applied_floor row ${row.client_id}`);
+      if (!floor.ok) throw new FerryError(ErrorCode.Internal, `stored row is not valid: ${floor.message}`);
+      this.#floors.set(row.client_id, floor.value);
+    }
   }
 }

@@ -1,6 +1,8 @@
 /**
- * Exponential backoff with full jitter: attempt n waits a random time in
- * [0, min(max, initial * 2^n)]. The random source is a parameter.
+ * What the uploader and downloader loops share: exponential backoff with full
+ * jitter (attempt n waits a random time in [0, min(max, initial * 2^n)]; the
+ * random source is a parameter), a sleep that news cuts short, and the
+ * one-at-a-time drain on demand.
  */
 export interface BackoffOptions {
   readonly initialMs: number;

@@ -258,7 +258,9 @@ export class WalStore {
     });
     this.#nextClientSeq = nextClientSeq;
     this.#pendingCount += result.appended.length;
-    // Only now, committed: a rolled-back batch's clientSeqs are handed out again.
+    // Only after the append's transaction: a rolled-back batch's clientSeqs are handed out again.
+    // (Nested in a caller's transaction that rolls back later, they are too, with other text,
+    // which #decode's text comparison turns away.)
     result.appended.forEach((a, i) => this.#remember(a.clientSeq, bodies[i] as string, a));
     return result;
   }
