@@ -109,6 +109,8 @@ export class Materializer {
   #markBase = 1;
   /** What the pending-overlay report already covered for the action being applied. */
   #covered: Set<string> | 'entity' | null = null;
+  /** applyRemote's scratch: the record of each action, looked up ahead (kept to spare an allocation per call). */
+  readonly #found: (EntityRec | undefined)[] = [];
   readonly #sink: ClashSink = (rec, clash) => {
     const covered = this.#covered;
     if (covered === 'entity' || (covered !== null && clash.field !== null && covered.has(clash.field))) return;
@@ -149,6 +151,16 @@ export class Materializer {
     // Only a confirmation below can change the pending set during this call.
     let anyPending = pendingStore.size > 0;
     if (records.prefetch !== undefined) records.prefetch(actions.map((a): EntityKey => [a.collection, a.entityId]));
+    // Every record is looked up before any is written: independent lookups let
+    // the CPU overlap their cache misses, which a lookup followed by its merge
+    // does not (bench:domain (1): about a quarter faster). `get` is an identity
+    // map (stores.ts), so a record found here is the one the merge must update;
+    // one absent here may still be created by an earlier action of the batch.
+    const found = this.#found;
+    for (let i = 0; i < actions.length; i++) {
+      const a = actions[i] as Action;
+      found[i] = records.get(a.collection, a.entityId);
+    }
 
     for (let i = 0; i < actions.length; i++) {
       const a = actions[i] as Action;
@@ -165,7 +177,7 @@ export class Materializer {
         lastCollection = a.collection;
         policy = this.#policies.for(a.collection);
       }
-      let rec = records.get(a.collection, a.entityId);
+      let rec = found[i] ?? records.get(a.collection, a.entityId);
       if (rec === undefined) records.put((rec = emptyRecord(a.collection, a.entityId)));
       if (policy.kind === 'custom') {
         // Custom merges decide for themselves: no last-writer-wins conflicts are claimed for them.
@@ -189,6 +201,7 @@ export class Materializer {
       }
     }
     records.changed?.(touched);
+    found.fill(undefined, 0, actions.length); // hold no record past the call
     const changed: EntityState[] = [];
     const overlay = pendingStore.size > 0;
     for (let i = 0; i < count; i++) {

@@ -153,6 +153,23 @@ describe('changed views', () => {
       ['46', {}, 1],
     ]);
   });
+
+  it('are plain objects, as a literal would be (they are built with a constructor, for the GC)', () => {
+    const m = new Materializer();
+    const create = act({ op: 'create', hlc: 1, clientId: B, fields: { title: 't' } });
+    const [view] = m.applyRemote([create]).changed;
+    expect(Object.getPrototypeOf(view)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf(view?.fields)).toBe(Object.prototype);
+    expect(view).toStrictEqual({
+      collection: 'notes',
+      id: '45',
+      fields: { title: 't' },
+      deleted: false,
+      version: 1,
+      hlc: 1,
+    });
+    expect(JSON.parse(JSON.stringify(view))).toStrictEqual(view);
+  });
 });
 
 describe('ClientSeqSet with many interleaved clients', () => {
