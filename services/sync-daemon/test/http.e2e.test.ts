@@ -76,11 +76,12 @@ describe('daemon HTTP', () => {
       m.samples
         .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
         .reduce((sum, s) => sum + s.value, 0);
+    // A pulls only B's update: the acks of its own two moved its cursor over them (no pull-back).
     await eventually('A to count its pushes and pulls', async () => {
       const m = await scrape();
       return (
         value(m, 'ferry_pushed_actions_total', { status: 'accepted' }) >= 2 &&
-        value(m, 'ferry_applied_actions_total') >= 3
+        value(m, 'ferry_applied_actions_total') >= 1
       );
     });
     const m = await scrape();
@@ -97,7 +98,7 @@ describe('daemon HTTP', () => {
     expect(value(m, 'ferry_lag_seconds')).toBe(0);
     expect(value(m, 'ferry_cursor_seq')).toBe(value(m, 'ferry_head_seq'));
     expect(value(m, 'ferry_captured_actions_total')).toBeGreaterThanOrEqual(2);
-    expect(value(m, 'ferry_pulled_actions_total')).toBeGreaterThanOrEqual(3);
+    expect(value(m, 'ferry_pulled_actions_total')).toBeGreaterThanOrEqual(1);
     expect(value(m, 'ferry_last_sync_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 600);
     // The push latency histogram: cumulative buckets ending in +Inf = count.
     const buckets = m.samples.filter((s) => s.name === 'ferry_push_latency_seconds_bucket');

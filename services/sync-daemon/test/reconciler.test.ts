@@ -98,6 +98,40 @@ describe('Reconciler', () => {
     expect(rec.get('notes', '1')?.version).toBe(1);
   });
 
+  it('acks of the seqs right after the cursor move it over them, persisted and compacted, with no pull', () => {
+    const first = start();
+    const base = remote('1', 'create', { t: 'a' });
+    first.rec.applyPulled([base], base.seq);
+    const mine = first.wal.appendMany([change('1', 'update', { t: 'b' }), change('2', 'create', { t: 'c' })])
+      .appended as [Action, Action];
+    // In clientSeq order, as the uploader settles a batch.
+    first.rec.acknowledge([
+      { id: mine[0].id, seq: base.seq + 1 },
+      { id: mine[1].id, seq: base.seq + 2 },
+    ]);
+    expect(first.rec.cursor).toBe(base.seq + 2);
+    expect(first.wal.lookup(mine[0].id)).toBeUndefined(); // compacted: confirmed state holds it
+    expect(first.rec.get('notes', '1')).toMatchObject({ fields: { t: 'b' }, version: 2 });
+    first.wal.close();
+    const again = start();
+    expect(again.rec.cursor).toBe(base.seq + 2);
+    expect(again.rec.get('notes', '2')).toMatchObject({ fields: { t: 'c' }, version: 1 });
+  });
+
+  it('an ack above a seq someone else holds leaves the cursor for the pull, which applies ours once', () => {
+    const { wal, rec } = start();
+    const [mine] = wal.appendMany([change('1', 'create', { t: 'mine' })]).appended as [Action];
+    const theirs = remote('2', 'create', { t: 'theirs' }); // seq 1, sequenced before ours
+    serverSeq++;
+    rec.acknowledge([{ id: mine.id, seq: 2 }]);
+    expect(rec.cursor).toBe(0);
+    const result = rec.applyPulled([theirs, { ...mine, seq: 2 }], 2);
+    expect(result.duplicates).toBe(1);
+    expect(rec.cursor).toBe(2);
+    expect(rec.get('notes', '1')).toMatchObject({ version: 1 });
+    expect(rec.get('notes', '2')).toMatchObject({ fields: { t: 'theirs' } });
+  });
+
   it('a rejection removes the action from the local state and logs the conflict [M3]', () => {
     const { wal, rec } = start();
     const [mine] = wal.appendMany([change('9', 'create', { t: 'draft' })]).appended as [Action];
@@ -249,7 +283,9 @@ describe('Reconciler', () => {
         snapshotSeq = log.length;
         for (const m of load) run(m);
         while (nextPage < ids.length) run({ kind: 'page', id: '1', op: 'update', v: 0, dt: 0 });
-        expect(rec.cursor).toBe(snapshotSeq);
+        // At the snapshot's seq, or past it over our own acknowledged actions only (Reconciler.acknowledge).
+        expect(rec.cursor).toBeGreaterThanOrEqual(snapshotSeq);
+        expect(log.slice(snapshotSeq, rec.cursor).every((a) => a.clientId === wal.clientId)).toBe(true);
         for (const m of catchUp) run(m);
         // Settle everything: deliver acks, push what is left, pull to the head.
         for (const ack of acksLater.splice(0)) rec.acknowledge([ack]);

@@ -38,6 +38,12 @@ export interface DownloaderOptions {
   readonly onOnline: (online: boolean, reason: string) => void;
   /** The newest head this daemon has heard of (feed, push replies), for lag. */
   readonly onHead: (headSeq: number) => void;
+  /**
+   * True while a push of ours is out: the feed of its commit comes just before
+   * its reply, whose acks may move the cursor over it (Reconciler.acknowledge),
+   * so the pull waits for `resume` rather than fetch our own actions back.
+   */
+  readonly deferFeed?: () => boolean;
   readonly pageLimit?: number;
   readonly snapshotPageLimit?: number;
   readonly retry: { readonly initialMs: number; readonly maxMs: number };
@@ -52,6 +58,8 @@ export class Downloader {
   #stopped = false;
   /** Set by a wake-up; a drain that began before it pulls once more (exhaustMap drops the wake itself). */
   #news = false;
+  /** Highest head announced by the feed while a pull waited for our push (deferFeed). */
+  #deferredHead = 0;
   /** Whether this process has announced the bootstrap in progress (one event per bootstrap). */
   #announced = false;
   readonly #pause = new Pause();
@@ -70,8 +78,11 @@ export class Downloader {
           this.#o.logger.warn({ reason: feed.message }, 'malformed feed message ignored');
           return;
         }
-        this.#o.onHead(feed.value.headSeq);
-        if (feed.value.headSeq > this.#o.reconciler.cursor) this.poke();
+        const head = feed.value.headSeq;
+        this.#o.onHead(head);
+        if (head <= this.#o.reconciler.cursor) return;
+        if (this.#o.deferFeed?.() === true) this.#deferredHead = Math.max(this.#deferredHead, head);
+        else this.poke();
       },
     });
     // The feed is best-effort (missed while disconnected); a slow heartbeat pull covers gaps.
@@ -81,6 +92,13 @@ export class Downloader {
       (err) => this.#o.logger.error({ err }, 'downloader pipeline failed'),
     );
     this.#subscription = merge(this.#wake, timer(0, 5000)).subscribe(() => loop.request());
+  }
+
+  /** The push the feed waited for is over: pull if its acks did not cover what the feed announced. */
+  resume(): void {
+    const head = this.#deferredHead;
+    this.#deferredHead = 0;
+    if (head > this.#o.reconciler.cursor) this.poke();
   }
 
   poke(): void {

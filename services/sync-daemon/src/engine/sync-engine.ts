@@ -78,8 +78,11 @@ export class SyncEngine {
     const emit = (event: SyncEvent) => this.#emit(event);
     const known = config.strictCollections ? new Set(Object.keys(config.collections)) : null;
     const onAppended = (actions: readonly Action[]) => {
-      this.#publishState(this.reconciler.viewsOf(actions));
+      // The push goes first: its request leaves when this task ends (the NATS
+      // client writes in a microtask), so the app's own echo waits a turn
+      // instead of the upload waiting for it (bench:sync latency).
       this.#uploader?.poke();
+      setImmediate(() => this.#publishState(this.reconciler.viewsOf(actions)));
     };
     if (config.source.kind === 'sqlite') {
       this.#source = new SqliteSource({
@@ -143,9 +146,11 @@ export class SyncEngine {
         if (rejections.length > 0) this.#reconciled(this.reconciler.reject(rejections), 'rejected');
         if (headSeq > this.#head) this.#head = headSeq;
         this.#lastSyncAt = now();
-        // Our own acks move the head: the downloader pulls them back (deduped) and anything between.
-        this.#downloader?.poke();
+        // Acks right after the cursor moved it (Reconciler.acknowledge); anything else
+        // between it and the head is pulled (our own actions in it are deduped).
+        if (this.#head > this.reconciler.cursor) this.#downloader?.poke();
       },
+      onPushEnd: () => this.#downloader?.resume(),
     });
     this.#downloader = new Downloader({
       nc: upstream,
@@ -162,6 +167,7 @@ export class SyncEngine {
       onHead: (head) => {
         if (head > this.#head) this.#head = head;
       },
+      deferFeed: () => this.#uploader?.pushing === true,
       onApplied: (result) => {
         this.#lastSyncAt = now();
         this.#reconciled(result, 'applied');

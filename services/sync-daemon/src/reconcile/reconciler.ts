@@ -104,6 +104,7 @@ export class Reconciler {
       const phase = this.#bootstrap.phase;
       if (phase === 'none') {
         this.#m.confirm(acks);
+        this.#fastForward(acks);
         return;
       }
       for (const ack of acks) {
@@ -115,6 +116,28 @@ export class Reconciler {
       }
       this.#bootstrap.settle(this.#cursor);
     });
+  }
+
+  /**
+   * Seqs are gap-free per tenant: acks for every seq right after the cursor
+   * mean nobody else wrote in between, so the cursor moves over them as a pull
+   * bringing them back would, without the pull (they are confirmed already).
+   * Outside a bootstrap only: there, acks are held until the pull.
+   */
+  #fastForward(acks: readonly Acknowledgement[]): void {
+    let cursor = this.#cursor;
+    const seqs = acks
+      .map((a) => a.seq)
+      .filter((s) => s > cursor)
+      .sort((a, b) => a - b);
+    for (const s of seqs) {
+      if (s === cursor + 1) cursor = s;
+      else if (s > cursor + 1) break;
+    }
+    if (cursor === this.#cursor) return;
+    this.#cursor = cursor;
+    this.#wal.setMeta('cursor', String(cursor));
+    this.#wal.compact(cursor);
   }
 
   get bootstrapPhase(): BootstrapPhase {

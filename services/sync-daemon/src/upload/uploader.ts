@@ -33,6 +33,8 @@ export interface UploaderOptions {
   /** Called with the outcome of each acknowledged push, inside nothing: the caller reconciles. */
   readonly onSettled: (acks: Acknowledgement[], rejections: Rejection[], headSeq: number) => void;
   readonly onOnline: (online: boolean, reason: string) => void;
+  /** After each push attempt, whatever its outcome (after onSettled when it was answered). */
+  readonly onPushEnd?: () => void;
   readonly batch: { readonly maxActions: number; readonly maxBytes: number; readonly intervalMs: number };
   readonly retry: { readonly initialMs: number; readonly maxMs: number };
   readonly requestTimeoutMs?: number;
@@ -48,10 +50,16 @@ export class Uploader {
   readonly #wake = new Subject<void>();
   #subscription: Subscription | null = null;
   #stopped = false;
+  #pushing = false;
   readonly #pause = new Pause();
 
   constructor(options: UploaderOptions) {
     this.#o = options;
+  }
+
+  /** A push is out and not yet answered (or failed). */
+  get pushing(): boolean {
+    return this.#pushing;
   }
 
   /** Starts the pipeline: wake-ups (new captures, reconnects, a slow heartbeat) coalesce into drains. */
@@ -91,7 +99,13 @@ export class Uploader {
       try {
         const batch = this.#nextBatch();
         if (batch.length === 0) return;
-        done = await this.#pushNarrowing(batch);
+        this.#pushing = true;
+        try {
+          done = await this.#pushNarrowing(batch);
+        } finally {
+          this.#pushing = false;
+          this.#o.onPushEnd?.();
+        }
       } catch (err) {
         // A storage fault (a damaged row, a full disk) must not end the pipeline: report, back off, retry.
         const message = err instanceof Error ? err.message : String(err);
