@@ -26,6 +26,9 @@ import {
 import type { Reconciled, Reconciler } from '../reconcile/reconciler.js';
 import { DrainLoop, Pause, backoffDelay } from '../upload/backoff.js';
 
+/** The longest a feed waits for the reply of our push in flight (a push round trip is a few ms). */
+const DEFER_MAX_MS = 25;
+
 export interface DownloaderOptions {
   readonly nc: NatsConnection;
   readonly tenant: string;
@@ -81,8 +84,12 @@ export class Downloader {
         const head = feed.value.headSeq;
         this.#o.onHead(head);
         if (head <= this.#o.reconciler.cursor) return;
-        if (this.#o.deferFeed?.() === true) this.#deferredHead = Math.max(this.#deferredHead, head);
-        else this.poke();
+        if (this.#o.deferFeed?.() !== true) this.poke();
+        else if (this.#deferredHead === 0) {
+          this.#deferredHead = head;
+          // Bounded: news from another device must not wait on a slow push of ours (or its timeout).
+          setTimeout(() => this.resume(), DEFER_MAX_MS).unref();
+        } else this.#deferredHead = Math.max(this.#deferredHead, head);
       },
     });
     // The feed is best-effort (missed while disconnected); a slow heartbeat pull covers gaps.
@@ -98,7 +105,7 @@ export class Downloader {
   resume(): void {
     const head = this.#deferredHead;
     this.#deferredHead = 0;
-    if (head > this.#o.reconciler.cursor) this.poke();
+    if (head > this.#o.reconciler.cursor && !this.#stopped) this.poke();
   }
 
   poke(): void {

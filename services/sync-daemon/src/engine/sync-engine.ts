@@ -54,6 +54,8 @@ export class SyncEngine {
   readonly #listeners = new Set<(event: SyncEvent) => void>();
   readonly #stateListeners = new Set<(entities: readonly EntityState[]) => void>();
   #upstream: NatsConnection | null = null;
+  /** Captured batches whose state echo to the app is still to be published (`#echo`). */
+  #echoes: (readonly Action[])[] = [];
 
   constructor(options: SyncEngineOptions) {
     this.#o = options;
@@ -82,7 +84,8 @@ export class SyncEngine {
       // client writes in a microtask), so the app's own echo waits a turn
       // instead of the upload waiting for it (bench:sync latency).
       this.#uploader?.poke();
-      setImmediate(() => this.#publishState(this.reconciler.viewsOf(actions)));
+      this.#echoes.push(actions);
+      if (this.#echoes.length === 1) setImmediate(() => this.#echo());
     };
     if (config.source.kind === 'sqlite') {
       this.#source = new SqliteSource({
@@ -192,6 +195,21 @@ export class SyncEngine {
     return () => this.#stateListeners.delete(listener);
   }
 
+  /** The app's own captured changes, as state; run a turn after capture, and by stop() before the WAL closes. */
+  #echo(): void {
+    const batches = this.#echoes;
+    if (batches.length === 0) return;
+    this.#echoes = [];
+    try {
+      this.#publishState(this.reconciler.viewsOf(batches.flat()));
+    } catch (err) {
+      // A storage fault here must not escape an immediate: report it like the other stages do.
+      const message = err instanceof Error ? err.message : String(err);
+      this.#o.logger.error({ err }, 'state echo failed');
+      this.#emit({ type: 'error', at: this.#now(), code: 'internal', message });
+    }
+  }
+
   #publishState(entities: EntityState[]): void {
     this.#publisher.publishState(entities, this.reconciler.cursor);
     if (entities.length > 0) for (const l of this.#stateListeners) l(entities);
@@ -219,6 +237,7 @@ export class SyncEngine {
     this.#uploader?.stop();
     this.#downloader?.stop();
     await this.#capture.stop();
+    this.#echo(); // the last batch the capture flushed, while the WAL is still open
     this.#publisher.stop();
     this.wal.close();
   }
