@@ -251,10 +251,27 @@ export class Materializer {
     }
     // One write-back per record, however many of its actions were acknowledged together.
     const folded = new Set<EntityRec>();
-    for (const ack of acks) {
-      const a = removed === undefined ? pending.remove(ack.id, { seq: ack.seq }) : removed.get(ack.id);
-      const rec = this.#foldConfirmed(a, ack.seq);
-      if (rec !== undefined) folded.add(rec);
+    if (removed === undefined) {
+      for (const ack of acks) {
+        const rec = this.#foldConfirmed(pending.remove(ack.id, { seq: ack.seq }), ack.seq);
+        if (rec !== undefined) folded.add(rec);
+      }
+    } else {
+      // Folded in clientSeq order whatever the order of the acks: a seen set that
+      // keeps only a floor per client (the daemon's) would otherwise take an
+      // earlier action, confirmed after a later one, for one seen before.
+      const confirmed: [Action, number][] = [];
+      for (const ack of acks) {
+        const a = removed.get(ack.id);
+        if (a !== undefined) confirmed.push([a, ack.seq]);
+      }
+      if (confirmed.some(([a], i) => i > 0 && a.clientSeq < (confirmed[i - 1] as [Action, number])[0].clientSeq)) {
+        confirmed.sort(([x], [y]) => x.clientSeq - y.clientSeq);
+      }
+      for (const [a, seq] of confirmed) {
+        const rec = this.#foldConfirmed(a, seq);
+        if (rec !== undefined) folded.add(rec);
+      }
     }
     if (folded.size > 0) this.#records.changed?.([...folded]);
     return { changed: [], conflicts: [], duplicates: 0 };

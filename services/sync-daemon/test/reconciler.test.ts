@@ -118,6 +118,21 @@ describe('Reconciler', () => {
     expect(again.rec.get('notes', '2')).toMatchObject({ fields: { t: 'c' }, version: 1 });
   });
 
+  it('acks given out of clientSeq order still confirm every action (the applied floor rises in order)', () => {
+    const { wal, rec } = start();
+    const mine = wal.appendMany([change('1', 'create', { t: 'a' }), change('1', 'update', { t: 'b' })]).appended as [
+      Action,
+      Action,
+    ];
+    rec.acknowledge([
+      { id: mine[1].id, seq: 2 },
+      { id: mine[0].id, seq: 1 },
+    ]);
+    expect(rec.cursor).toBe(2);
+    expect(wal.pendingCount()).toBe(0);
+    expect(rec.get('notes', '1')).toMatchObject({ fields: { t: 'b' }, version: 2 });
+  });
+
   it('an ack above a seq someone else holds leaves the cursor for the pull, which applies ours once', () => {
     const { wal, rec } = start();
     const [mine] = wal.appendMany([change('1', 'create', { t: 'mine' })]).appended as [Action];
