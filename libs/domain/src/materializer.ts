@@ -140,6 +140,8 @@ export class Materializer {
     // undefined when it must wait for the end (pending actions overlay it).
     const views: (EntityState | null | undefined)[] = [];
     let count = 0;
+    /** Whether this call has created a record: only then can one found absent above exist now. */
+    let created = false;
     this.#conflicts = [];
     let duplicates = 0;
     let lastCollection: string | undefined;
@@ -167,6 +169,7 @@ export class Materializer {
       if (anyPending && pendingStore.get(a.id) !== undefined) {
         this.#confirmOne(a.id, a.seq ?? 0);
         anyPending = pendingStore.size > 0;
+        created = true; // its record may be new
         continue;
       }
       if (!seen.add(a.clientId, a.clientSeq)) {
@@ -177,8 +180,11 @@ export class Materializer {
         lastCollection = a.collection;
         policy = this.#policies.for(a.collection);
       }
-      let rec = found[i] ?? records.get(a.collection, a.entityId);
-      if (rec === undefined) records.put((rec = emptyRecord(a.collection, a.entityId)));
+      let rec = found[i] ?? (created ? records.get(a.collection, a.entityId) : undefined);
+      if (rec === undefined) {
+        records.put((rec = emptyRecord(a.collection, a.entityId)));
+        created = true;
+      }
       if (policy.kind === 'custom') {
         // Custom merges decide for themselves: no last-writer-wins conflicts are claimed for them.
         applyCustom(rec, a, policy.merge);
@@ -251,27 +257,19 @@ export class Materializer {
     }
     // One write-back per record, however many of its actions were acknowledged together.
     const folded = new Set<EntityRec>();
-    if (removed === undefined) {
-      for (const ack of acks) {
-        const rec = this.#foldConfirmed(pending.remove(ack.id, { seq: ack.seq }), ack.seq);
-        if (rec !== undefined) folded.add(rec);
-      }
-    } else {
-      // Folded in clientSeq order whatever the order of the acks: a seen set that
-      // keeps only a floor per client (the daemon's) would otherwise take an
-      // earlier action, confirmed after a later one, for one seen before.
-      const confirmed: [Action, number][] = [];
-      for (const ack of acks) {
-        const a = removed.get(ack.id);
-        if (a !== undefined) confirmed.push([a, ack.seq]);
-      }
-      if (confirmed.some(([a], i) => i > 0 && a.clientSeq < (confirmed[i - 1] as [Action, number])[0].clientSeq)) {
-        confirmed.sort(([x], [y]) => x.clientSeq - y.clientSeq);
-      }
-      for (const [a, seq] of confirmed) {
-        const rec = this.#foldConfirmed(a, seq);
-        if (rec !== undefined) folded.add(rec);
-      }
+    const taken: [Action, number][] = [];
+    for (const ack of acks) {
+      const a = removed === undefined ? pending.remove(ack.id, { seq: ack.seq }) : removed.get(ack.id);
+      if (a !== undefined) taken.push([a, ack.seq]);
+    }
+    // Folded in clientSeq order whatever the order of the acks: a seen set that
+    // keeps only a floor per client (the daemon's) would otherwise take an
+    // earlier action, confirmed after a later one, for one seen before.
+    // (Acks nearly always come in order: the sort then only checks it.)
+    taken.sort(([x], [y]) => x.clientSeq - y.clientSeq);
+    for (const [a, seq] of taken) {
+      const rec = this.#foldConfirmed(a, seq);
+      if (rec !== undefined) folded.add(rec);
     }
     if (folded.size > 0) this.#records.changed?.([...folded]);
     return { changed: [], conflicts: [], duplicates: 0 };
