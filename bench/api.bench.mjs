@@ -12,57 +12,20 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
-import { uuidv7 } from 'uuidv7';
 import { apiSubjects } from '@ferry/contracts';
 import { SqliteStore, checkPushRequest, resolveLimits } from '@ferry/api';
 import { makeTempDir, ProcessGroup, startNatsServer } from '../libs/testing/dist/index.js';
+import { BATCH, CLIENTS, makeClientBatches } from './api-workload.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
-const CLIENTS = 4;
-const BATCH = 1000;
 const BATCHES_PER_CLIENT = Math.max(2, Math.round(50 * SCALE));
 const TENANT = 'bench';
 const PULL_LIMIT = 5000;
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const pct = (a, b) => `${Math.round((a / b) * 100)}%`;
 
-// ---------------------------------------------------------------- workload
-// Each client creates notes and updates the ones it created a little earlier:
-// half creates, half updates, three fields, ~300 bytes of JSON per action.
-function makeClientBatches(k) {
-  const clientId = uuidv7();
-  let clientSeq = 0;
-  let hlc = Date.now() * 4096;
-  let created = 0;
-  const batches = [];
-  for (let b = 0; b < BATCHES_PER_CLIENT; b++) {
-    const actions = [];
-    for (let i = 0; i < BATCH; i++) {
-      const base = { id: uuidv7(), clientId, clientSeq: ++clientSeq, collection: 'notes', hlc: ++hlc };
-      if (i % 2 === 0 || created === 0) {
-        const n = created++;
-        actions.push({
-          ...base,
-          entityId: `c${k}-n${n}`,
-          op: 'create',
-          fields: { title: `note ${n} of client ${k}`, body: 'x'.repeat(120), done: false },
-        });
-      } else {
-        const n = created - 1 - ((i * 7) % Math.min(created, 500));
-        actions.push({
-          ...base,
-          entityId: `c${k}-n${n}`,
-          op: 'update',
-          fields: { done: i % 4 === 1, title: `edited ${i}` },
-        });
-      }
-    }
-    batches.push({ clientId, actions, json: JSON.stringify({ clientId, actions }) });
-  }
-  return batches;
-}
-
-const perClient = Array.from({ length: CLIENTS }, (_, k) => makeClientBatches(k));
+// ---------------------------------------------------------------- workload (api-workload.mjs)
+const perClient = Array.from({ length: CLIENTS }, (_, k) => makeClientBatches(k, BATCHES_PER_CLIENT));
 const totalActions = CLIENTS * BATCHES_PER_CLIENT * BATCH;
 const avgBatchBytes = perClient.flat().reduce((n, b) => n + b.json.length, 0) / (CLIENTS * BATCHES_PER_CLIENT);
 
@@ -198,7 +161,7 @@ try {
   for (let k = 0; k < CLIENTS; k++) conns.push(await connect({ servers: nats.url }));
 
   // Warm-up on another tenant so the JIT and page cache are not part of the figure.
-  const warm = makeClientBatches(99).slice(0, 2);
+  const warm = makeClientBatches(99, 2);
   for (const b of warm) await conns[0].request(apiSubjects.push('warmup'), b.json, { timeout: 30_000 });
 
   // push through the API

@@ -34,6 +34,8 @@ export interface NatsServerHandle extends AsyncDisposable {
   readonly url: string;
   /** Config, ports file and JetStream store of a local server (removed by stop()); null in Docker. */
   readonly tempDir: string | null;
+  /** The local server's process id while it runs (for CPU accounting in benchmarks); null in Docker or when stopped. */
+  readonly pid: number | null;
   /** Graceful stop, then the temp files go. Idempotent; the handle is finished. */
   stop(): Promise<void>;
   /** Stops (if running) and starts again on the same port with the same JetStream store. */
@@ -85,6 +87,10 @@ class LocalNats implements NatsServerHandle {
   #exited: Promise<void> = Promise.resolve();
   #log = '';
   #finished = false;
+
+  get pid(): number | null {
+    return this.#proc?.pid ?? null;
+  }
 
   private constructor(
     private readonly dir: string,
@@ -255,6 +261,7 @@ class DockerNats implements NatsServerHandle {
   readonly kind = 'docker' as const;
   readonly hostname = LOOPBACK;
   readonly tempDir = null;
+  readonly pid = null;
   #log = '';
   #running = true;
   #finished = false;

@@ -1,7 +1,7 @@
 // The nats-server launcher and the process helper, against the real binary:
 // start on a free loopback port, restart on the same port with the same
 // JetStream store, kill, stop; and child processes awaited by log line, killed by pid.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ProcessGroup } from '../src/process.js';
@@ -63,7 +63,11 @@ describe('startNatsServer (local binary)', () => {
     expect(ns.log()).toContain('Server is ready');
     const dir = ns.tempDir as string;
     expect(existsSync(dir)).toBe(true);
+    // The pid is the server's own process (benchmarks read its CPU from /proc).
+    const pid = ns.pid as number;
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('nats-server');
     await ns.stop();
+    expect(ns.pid).toBeNull();
     await ns.stop();
     await expect(ns.restart()).rejects.toThrow(/stopped/);
     expect(existsSync(dir)).toBe(false);
