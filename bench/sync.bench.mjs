@@ -95,11 +95,15 @@ try {
     const app = await connect({ servers: bus.url });
     conns.push(app);
     // The daemon logs at warn, so readiness is its status reply.
+    const readyBy = Date.now() + 30_000;
     for (;;) {
       try {
         await app.request(subjects.status, enc({}), { timeout: 500 });
         break;
       } catch {
+        if (!daemon.running || Date.now() > readyBy) {
+          throw new Error(`${name} never answered its status request:\n${daemon.tail(20)}`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -135,7 +139,25 @@ try {
     );
     if (i % 1000 === 999) await a.app.flush();
   }
-  await allSeen;
+  // Bounded: a stalled pipeline must end the bench with what it saw, not hang it.
+  const THROUGHPUT_DEADLINE_MS = Math.max(60_000, THROUGHPUT_N * 3);
+  let deadline;
+  await Promise.race([
+    allSeen,
+    new Promise((_, reject) => {
+      deadline = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `throughput: B's app saw ${seen.size} of ${THROUGHPUT_N} changes within ${THROUGHPUT_DEADLINE_MS / 1000} s\n` +
+                `device-a:\n${a.daemon.tail(20)}\ndevice-b:\n${b.daemon.tail(20)}`,
+            ),
+          ),
+        THROUGHPUT_DEADLINE_MS,
+      );
+    }),
+  ]);
+  clearTimeout(deadline);
   const e2e = THROUGHPUT_N / ((performance.now() - t) / 1000);
 
   phase('latency');
