@@ -8,11 +8,10 @@
 // Reproduce: npm run bench:api:threads   (BENCH_SCALE=0.2 for a quick run; Linux only)
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { connect } from '@nats-io/transport-node';
 import { apiSubjects } from '@ferry/contracts';
 import { FERRY_BIN, makeTempDir, ProcessGroup, startNatsServer } from '../libs/testing/dist/index.js';
-import { BATCH, CLIENTS, makeClientBatches } from './api-workload.mjs';
+import { BATCH, CLIENTS, makeClientBatches, pushAll, warmUp } from './api-workload.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const BATCHES_PER_CLIENT = Math.max(2, Math.round(50 * SCALE));
@@ -56,33 +55,20 @@ try {
   });
   await api.waitForLine(/"msg":"api ready"/, 20_000);
   for (let k = 0; k < CLIENTS; k++) conns.push(await connect({ servers: nats.url }));
-  for (const b of makeClientBatches(99, 2))
-    await conns[0].request(apiSubjects.push('warmup'), b.json, { timeout: 30_000 });
+  await warmUp(conns[0]);
 
   const natsPid = nats.pid;
-  const before = {
+  const sample = () => ({
     api: threadsOf(api.pid),
     nats: natsPid === null ? 0 : cpuMs(`/proc/${natsPid}/stat`),
     self: selfMs(),
-  };
-  const rtts = [];
-  const t0 = performance.now();
-  await Promise.all(
-    perClient.map(async (batches, k) => {
-      for (const b of batches) {
-        const t = performance.now();
-        const body = (await conns[k].request(apiSubjects.push('bench'), b.json, { timeout: 30_000 })).json();
-        rtts.push(performance.now() - t);
-        if (body.error) throw new Error(`push failed: ${JSON.stringify(body.error)}`);
-      }
-    }),
-  );
-  const ms = performance.now() - t0;
-  const after = {
-    api: threadsOf(api.pid),
-    nats: natsPid === null ? 0 : cpuMs(`/proc/${natsPid}/stat`),
-    self: selfMs(),
-  };
+  });
+  const before = sample();
+  const { ms, rtts } = await pushAll(conns, perClient, apiSubjects.push('bench'), (reply) => {
+    const body = reply.json();
+    if (body.error) throw new Error(`push failed: ${JSON.stringify(body.error)}`);
+  });
+  const after = sample();
 
   const us = (cpu) => ((cpu * 1000) / total).toFixed(2).padStart(6);
   rtts.sort((x, y) => x - y);

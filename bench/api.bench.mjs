@@ -15,7 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { apiSubjects } from '@ferry/contracts';
 import { SqliteStore, checkPushRequest, resolveLimits } from '@ferry/api';
 import { makeTempDir, ProcessGroup, startNatsServer } from '../libs/testing/dist/index.js';
-import { BATCH, CLIENTS, makeClientBatches } from './api-workload.mjs';
+import { BATCH, CLIENTS, makeClientBatches, pushAll, warmUp } from './api-workload.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const BATCHES_PER_CLIENT = Math.max(2, Math.round(50 * SCALE));
@@ -129,20 +129,6 @@ await nc.flush();
 console.log('echo ready');
 `;
 
-async function pushAll(nc, subjectFor, replyCheck) {
-  const t0 = performance.now();
-  await Promise.all(
-    perClient.map(async (batches, k) => {
-      const conn = nc[k];
-      for (const b of batches) {
-        const reply = await conn.request(subjectFor, b.json, { timeout: 30_000 });
-        replyCheck(reply, b);
-      }
-    }),
-  );
-  return performance.now() - t0;
-}
-
 // ---------------------------------------------------------------- run
 const procs = new ProcessGroup();
 const nats = await startNatsServer();
@@ -160,13 +146,11 @@ try {
   await api.waitForLine(/"msg":"api ready"/, 20_000);
   for (let k = 0; k < CLIENTS; k++) conns.push(await connect({ servers: nats.url }));
 
-  // Warm-up on another tenant so the JIT and page cache are not part of the figure.
-  const warm = makeClientBatches(99, 2);
-  for (const b of warm) await conns[0].request(apiSubjects.push('warmup'), b.json, { timeout: 30_000 });
+  await warmUp(conns[0]);
 
   // push through the API
   let accepted = 0;
-  const pushMs = await pushAll(conns, apiSubjects.push(TENANT), (reply, b) => {
+  const { ms: pushMs } = await pushAll(conns, perClient, apiSubjects.push(TENANT), (reply, b) => {
     const body = reply.json();
     if (body.error) throw new Error(`push failed: ${JSON.stringify(body.error)}`);
     for (const r of body.results) if (r.status === 'accepted') accepted++;
@@ -211,7 +195,7 @@ try {
     name: 'echo',
   });
   await echo.waitForLine(/echo ready/, 20_000);
-  const echoPushMs = await pushAll(conns, 'bench.echo.push', (reply, b) => {
+  const { ms: echoPushMs } = await pushAll(conns, perClient, 'bench.echo.push', (reply, b) => {
     if (reply.data.length !== b.json.length) throw new Error('echo mismatch');
   });
   const echoPushRate = (totalActions / echoPushMs) * 1000;
