@@ -8,6 +8,7 @@ export * from './order.js';
 export * from './client-seq-set.js';
 export * from './policy.js';
 export * from './entity-record.js';
+export * from './record-codec.js';
 export * from './custom-merge.js';
 export * from './apply-action.js';
 export * from './oracle.js';

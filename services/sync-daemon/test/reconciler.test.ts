@@ -376,6 +376,30 @@ describe('Reconciler', () => {
     expect(read.damaged).toEqual([expect.stringContaining('conflicts row 2')]);
   });
 
+  it('entity rows are written in the compact form, and rows in the wire form of earlier versions still read', () => {
+    const rowOf = (w: WalStore, id: string) =>
+      w.db.prepare('SELECT record FROM entities WHERE entity_id = ?').pluck().get(id) as string;
+    const { wal, rec } = start();
+    const a = remote('1', 'create', { t: 'a', n: 1 });
+    const b = remote('2', 'create', { t: 'b' });
+    rec.applyPulled([a, b], b.seq);
+    expect(rowOf(wal, '1')[0]).toBe('[');
+    // Entity 2 as a daemon before the compact form left it: the wire form of the same record.
+    const before = new Materializer();
+    before.applyRemote([b]);
+    const wire = JSON.stringify(recordToJson(before.confirmedRecord('notes', '2')!));
+    expect(wire.length).toBeGreaterThan(rowOf(wal, '2').length * 1.5);
+    wal.db.prepare("UPDATE entities SET record = ? WHERE entity_id = '2'").run(wire);
+    wal.close();
+    open.pop();
+    const again = start();
+    expect(again.rec.get('notes', '2')).toMatchObject({ fields: { t: 'b' }, version: 1 });
+    const c = remote('2', 'update', { t: 'c' }, 1);
+    expect(again.rec.applyPulled([c], c.seq).changed).toMatchObject([{ id: '2', fields: { t: 'c' }, version: 2 }]);
+    expect(rowOf(again.wal, '2')[0]).toBe('['); // written back compact once changed
+    expect(again.rec.get('notes', '1')).toMatchObject({ fields: { t: 'a', n: 1 }, version: 1 });
+  });
+
   it('a damaged entity row is an internal error that names it, and the cursor stays put', () => {
     const { wal, rec } = start();
     const a = remote('1', 'create', { t: 'a' });

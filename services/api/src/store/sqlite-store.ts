@@ -32,6 +32,9 @@ import {
   emptyRecord,
   PolicyBook,
   cloneRecord,
+  decodeRecord,
+  encodeRecord,
+  recordWireJson,
   viewRecord,
   type CollectionPolicy,
   type EntityRec,
@@ -39,7 +42,6 @@ import {
 import { classifyClientSeq, clientSeqGapError, clientSeqReusedReason, withSeq } from './push-rules.js';
 import { openSchema } from './sqlite-schema.js';
 import { RecordCache, type CacheEntry, type Flush } from './record-cache.js';
-import { decodeRecord, encodeRecord, recordWireJson } from './record-codec.js';
 import { CheckpointSchedule } from './checkpoint-schedule.js';
 import { WriterClient, WriterFailure } from './writer-client.js';
 import { recordStatements, writeRecords } from './write-records.js';
@@ -445,7 +447,7 @@ export class SqliteStore implements ApiStore {
       }
       high = action.clientSeq;
       if (policy.kind === 'custom') {
-        // Checkpoints cannot persist a custom merge's history (record-codec.ts refuses it).
+        // Checkpoints cannot persist a custom merge's history (libs/domain record-codec.ts refuses it).
         throw new Error(`${action.collection}: records of custom-merge collections cannot be stored by this store`);
       }
     }

@@ -5,19 +5,11 @@
  * state: records are read on demand and the cache is trimmed between batches.
  */
 import type Database from 'better-sqlite3';
+import { ErrorCode, FerryError, parseWith, seqSchema, type Action } from '@ferry/contracts';
 import {
-  ErrorCode,
-  FerryError,
-  decodeStored,
-  entityRecordSchema,
-  parseWith,
-  seqSchema,
-  type Action,
-} from '@ferry/contracts';
-import {
+  decodeRecord,
+  encodeRecord,
   entityKey,
-  recordFromJson,
-  recordToJson,
   type EntityKey,
   type EntityRec,
   type PendingOutcome,
@@ -87,7 +79,7 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   #cacheRow(k: string, collection: string, id: string, record: string): EntityRec {
-    const rec = recordFromJson(decodeStored(entityRecordSchema, record, `entities row ${collection}/${id}`));
+    const rec = decodeRecord(record, collection, id);
     this.#cache.set(k, rec);
     return rec;
   }
@@ -96,9 +88,14 @@ export class SqliteRecordStore implements RecordStore {
     this.#cache.set(entityKey(rec.collection, rec.id), rec);
   }
 
-  /** Runs inside the caller's transaction, so records commit with the cursor that covers them. */
+  /**
+   * Runs inside the caller's transaction, so records commit with the cursor
+   * that covers them. Rows are written in the compact form (record-codec.ts:
+   * each stamp once, less than half the wire form's length, so less to encode
+   * and to write); rows of earlier versions, in the wire form, read as they are.
+   */
   changed(recs: readonly EntityRec[]): void {
-    for (const rec of recs) this.#upsert.run(rec.collection, rec.id, JSON.stringify(recordToJson(rec)));
+    for (const rec of recs) this.#upsert.run(rec.collection, rec.id, encodeRecord(rec));
   }
 
   *keys(collection?: string): Iterable<readonly [string, string]> {

@@ -59,10 +59,13 @@ export class WalStore {
   #pendingCount: number;
   #prunedAt = 0;
   /**
-   * Actions as appended, by clientSeq: each row is read back several times
-   * (upload, overlay, acknowledgement), and parsing it again each time is most
-   * of that cost. Used only while the row read holds the very text cached, so
-   * a damaged row is still caught; bounded, oldest out first.
+   * Actions as appended or last read, by clientSeq: each row is read back
+   * several times (upload, overlay, acknowledgement), and parsing it again each
+   * time is most of that cost. A row read is kept too: when the uploader runs
+   * more than the cache behind the capture (a burst), the rows it sends are
+   * the ones their acknowledgement reads next. Used only while the row read
+   * holds the very text cached, so a damaged row is still caught; bounded,
+   * oldest out first.
    */
   readonly #decoded = new Map<number, { body: string; action: Action }>();
   readonly #stmts;
@@ -280,7 +283,9 @@ export class WalStore {
   #decode(body: string, clientSeq: number): Action {
     const hit = this.#decoded.get(clientSeq);
     if (hit !== undefined && hit.body === body) return hit.action;
-    return decodeAction(body, clientSeq);
+    const action = decodeAction(body, clientSeq);
+    this.#remember(clientSeq, body, action);
+    return action;
   }
 
   /** The eventIds among these events that an earlier capture already holds (in the WAL or compacted). */

@@ -1,5 +1,6 @@
 /**
- * How the SQLite store keeps an entity record in `entities.json`. The wire
+ * How the SQLite stores (the API's `entities.json`, the daemon's
+ * `entities.record`) keep an entity record: text only, no I/O here. The wire
  * form (contracts `EntityRecord`, what snapshots send) repeats the writing
  * action's stamp in every cell and the entity's key in the row; here each
  * distinct stamp is written once and cells point at it, which makes a record
@@ -21,7 +22,8 @@ import {
   type EntityRecord,
   type JsonValue,
 } from '@ferry/contracts';
-import { recordFromJson, type Cell, type CellBag, type EntityRec, type StampRef } from '@ferry/domain';
+import { recordFromJson, type Cell, type CellBag, type EntityRec } from './entity-record.js';
+import type { StampRef } from './order.js';
 
 const FORMAT = 1;
 

@@ -1,4 +1,4 @@
-// Entity records as the SQLite store keeps them (record-codec.ts): the stored
+// Entity records as the SQLite stores keep them (record-codec.ts): the stored
 // form reads back as the record it was written from, snapshots get exactly
 // the wire form `recordToJson` makes, rows written in the wire form by earlier
 // versions still read, and a damaged row is an internal error, never a record.
@@ -7,8 +7,16 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
 import { ErrorCode, type Action } from '@ferry/contracts';
-import { applyAction, emptyRecord, LWW_POLICY, recordToJson, type EntityRec } from '@ferry/domain';
-import { decodeRecord, encodeRecord, recordWireJson } from '../src/store/record-codec.js';
+import {
+  applyAction,
+  decodeRecord,
+  emptyRecord,
+  encodeRecord,
+  LWW_POLICY,
+  recordToJson,
+  recordWireJson,
+  type EntityRec,
+} from '../src/index.js';
 
 const params = {
   numRuns: Number(process.env.FC_RUNS ?? 500),
