@@ -184,4 +184,30 @@ describe('WalStore', () => {
     );
     expect(wal.readPending(0, 1).map((a) => a.clientSeq)).toEqual([1]); // the rows around it still read
   });
+
+  it('a row read again after its text changed is parsed again, not served from the decode cache', () => {
+    const wal = open();
+    wal.appendMany([change('1')]);
+    const [first] = wal.readPending(0, 1);
+    const rewritten = JSON.stringify({ ...first, fields: { title: 'other' } });
+    wal.db.prepare('UPDATE wal SET body = ? WHERE client_seq = 1').run(rewritten);
+    expect(wal.readPending(0, 1)).toMatchObject([{ clientSeq: 1, fields: { title: 'other' } }]);
+    wal.db.prepare('UPDATE wal SET body = \'{"op":"teleport"}\' WHERE client_seq = 1').run();
+    expect(() => wal.readPending(0, 1)).toThrow(expect.objectContaining({ code: 'internal' }));
+  });
+
+  it('upgrades a version-1 file in place and refuses one of a version it does not know', () => {
+    const schemaVersion = (w: WalStore) =>
+      w.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get();
+    const first = open();
+    first.appendMany([change('1')]);
+    first.db.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    first.close();
+    const upgraded = open();
+    expect(schemaVersion(upgraded)).toBe('2');
+    expect(upgraded.readPending(0, 10).map((a) => a.entityId)).toEqual(['1']);
+    upgraded.db.prepare("UPDATE meta SET value = '9' WHERE key = 'schema_version'").run();
+    upgraded.close();
+    expect(() => open()).toThrow(/WAL schema version 9, this build reads 2/);
+  });
 });

@@ -3,7 +3,15 @@
  * append-only: rows are never edited except to record their acknowledgement
  * or rejection, and are only deleted by compaction once acknowledged.
  */
-export const WAL_SCHEMA_VERSION = 1;
+/**
+ * 2: entity records are written in the compact form (libs/domain record-codec.ts).
+ * A version-1 file is upgraded on open by its version number alone (its
+ * wire-form rows still read); a build that reads only 1 refuses a version-2 file
+ * rather than fail on every record.
+ */
+export const WAL_SCHEMA_VERSION = 2;
+/** Versions this build opens and upgrades in place. */
+export const WAL_SCHEMA_UPGRADABLE: ReadonlySet<number> = new Set([1]);
 
 export const WAL_SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -47,7 +55,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   payload    BLOB
 );
 
--- Confirmed state: the mergeable record of every entity (libs/domain EntityRecord).
+-- Confirmed state: the mergeable record of every entity, in the compact form of
+-- libs/domain record-codec.ts (rows of version-1 files: the EntityRecord wire form).
 CREATE TABLE IF NOT EXISTS entities (
   collection TEXT NOT NULL,
   entity_id  TEXT NOT NULL,

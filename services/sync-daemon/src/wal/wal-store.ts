@@ -16,7 +16,7 @@ import {
 } from '@ferry/contracts';
 import { HlcClock, entityKey } from '@ferry/domain';
 import { KeyedBatch } from './keyed-batch.js';
-import { WAL_SCHEMA, WAL_SCHEMA_VERSION } from './schema.js';
+import { WAL_SCHEMA, WAL_SCHEMA_UPGRADABLE, WAL_SCHEMA_VERSION } from './schema.js';
 
 export interface WalStoreOptions {
   /** The daemon's clientId; generated with `newId` and persisted when absent. */
@@ -189,6 +189,8 @@ export class WalStore {
     const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
     if (version === undefined) {
       db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(WAL_SCHEMA_VERSION));
+    } else if (WAL_SCHEMA_UPGRADABLE.has(Number(version.value))) {
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(WAL_SCHEMA_VERSION));
     } else if (Number(version.value) !== WAL_SCHEMA_VERSION) {
       db.close();
       throw new Error(`${path}: WAL schema version ${version.value}, this build reads ${WAL_SCHEMA_VERSION}`);
