@@ -400,18 +400,24 @@ describe('Reconciler', () => {
     expect(again.rec.get('notes', '1')).toMatchObject({ fields: { t: 'a', n: 1 }, version: 1 });
   });
 
-  it('a damaged entity row is an internal error that names it, and the cursor stays put', () => {
-    const { wal, rec } = start();
-    const a = remote('1', 'create', { t: 'a' });
-    rec.applyPulled([a], a.seq);
-    wal.close();
-    open.pop();
-    const again = start();
-    again.wal.db.prepare('UPDATE entities SET record = \'{"nope":1}\'').run();
-    const b = remote('1', 'update', { t: 'b' }, 1);
-    expect(() => again.rec.applyPulled([b], b.seq)).toThrow(
-      expect.objectContaining({ code: 'internal', message: expect.stringContaining('entities row notes/1') }),
-    );
-    expect(again.rec.cursor).toBe(a.seq);
-  });
+  it.each([
+    ['wire', '{"nope":1}'],
+    ['compact', '[1,2,"x"]'],
+  ])(
+    'a damaged entity row (%s form) is an internal error that names it, and the cursor stays put',
+    (_form, damaged) => {
+      const { wal, rec } = start();
+      const a = remote('1', 'create', { t: 'a' });
+      rec.applyPulled([a], a.seq);
+      wal.close();
+      open.pop();
+      const again = start();
+      again.wal.db.prepare('UPDATE entities SET record = ?').run(damaged);
+      const b = remote('1', 'update', { t: 'b' }, 1);
+      expect(() => again.rec.applyPulled([b], b.seq)).toThrow(
+        expect.objectContaining({ code: 'internal', message: expect.stringContaining('entities row notes/1') }),
+      );
+      expect(again.rec.cursor).toBe(a.seq);
+    },
+  );
 });
