@@ -7,12 +7,12 @@
 // behind docs/daemon.md (Performance).
 //   DAEMON_PROFILE=a|b  also write a .cpuprofile of that daemon to /tmp/ferry-sync-prof-<a|b>
 // Reproduce: npm run bench:sync:threads   (BENCH_SCALE=0.2 for a quick run; Linux only)
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { connect } from '@nats-io/transport-node';
 import { busSubjects } from '@ferry/contracts';
 import { FERRY_BIN, ProcessGroup, makeTempDir, startNatsServer } from '../libs/testing/dist/index.js';
+import { startDevice } from './sync-devices.mjs';
 
 const N = Math.round(100_000 * Number(process.env.BENCH_SCALE ?? 1));
 const PROFILE = process.env.DAEMON_PROFILE;
@@ -52,40 +52,17 @@ try {
   });
   await api.waitForLine(/api ready/, 20_000);
 
-  async function device(name) {
-    const bus = await startNatsServer({ mode: 'local', jetstream: true });
-    servers.push(bus);
-    const configPath = join(dir.path, `${name}.json`);
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        app: 'notes',
-        tenant: 'acme',
-        bus: { url: bus.url },
-        upstream: { url: upstream.url },
-        dataDir: join(dir.path, name),
-      }),
-    );
-    const profile = PROFILE === name ? ['--cpu-prof', `--cpu-prof-dir=/tmp/ferry-sync-prof-${name}`] : [];
-    const daemon = procs.spawn({
+  const device = (name) =>
+    startDevice({
+      procs,
+      servers,
+      conns,
+      dir: dir.path,
       name,
-      args: [...profile, FERRY_BIN, 'daemon', '--config', configPath],
-      env: { FERRY_LOG_LEVEL: 'warn' },
+      upstreamUrl: upstream.url,
+      natsOptions: { mode: 'local' },
+      nodeArgs: PROFILE === name ? ['--cpu-prof', `--cpu-prof-dir=/tmp/ferry-sync-prof-${name}`] : [],
     });
-    const app = await connect({ servers: bus.url });
-    conns.push(app);
-    const readyBy = Date.now() + 30_000;
-    for (;;) {
-      try {
-        await app.request(subjects.status, enc({}), { timeout: 500 });
-        break;
-      } catch {
-        if (!daemon.running || Date.now() > readyBy) throw new Error(`${name} never answered:\n${daemon.tail(20)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    return { app, daemon, bus };
-  }
   const a = await device('a');
   const b = await device('b');
 

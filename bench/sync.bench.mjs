@@ -3,13 +3,14 @@
 // state events, propagation latency at 200 changes/s, and a daemon's RSS with
 // 1,000,000 pending actions; beside raw NATS and SQLite ceilings measured in
 // the same run. Reproduce: npm run bench:sync   (BENCH_SCALE=0.1 for a quick run)
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
 import { busSubjects } from '@ferry/contracts';
 import { FERRY_BIN, ProcessGroup, makeTempDir, startNatsServer } from '../libs/testing/dist/index.js';
+import { startDevice } from './sync-devices.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const THROUGHPUT_N = Math.round(100_000 * SCALE);
@@ -72,43 +73,7 @@ try {
   });
   await api.waitForLine(/api ready/, 20_000);
 
-  async function device(name, upstreamUrl) {
-    const bus = await startNatsServer({ jetstream: true });
-    servers.push(bus);
-    const configPath = join(dir.path, `${name}.json`);
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        app: 'notes',
-        tenant: 'acme',
-        bus: { url: bus.url },
-        upstream: { url: upstreamUrl },
-        dataDir: join(dir.path, name),
-      }),
-    );
-    const daemon = procs.spawn({
-      name,
-      args: [FERRY_BIN, 'daemon', '--config', configPath],
-      env: { FERRY_LOG_LEVEL: 'warn' },
-    });
-    await new Promise((r) => setTimeout(r, 0));
-    const app = await connect({ servers: bus.url });
-    conns.push(app);
-    // The daemon logs at warn, so readiness is its status reply.
-    const readyBy = Date.now() + 30_000;
-    for (;;) {
-      try {
-        await app.request(subjects.status, enc({}), { timeout: 500 });
-        break;
-      } catch {
-        if (!daemon.running || Date.now() > readyBy) {
-          throw new Error(`${name} never answered its status request:\n${daemon.tail(20)}`);
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    return { app, daemon };
-  }
+  const device = (name, upstreamUrl) => startDevice({ procs, servers, conns, dir: dir.path, name, upstreamUrl });
   const a = await device('device-a', upstream.url);
   const b = await device('device-b', upstream.url);
 

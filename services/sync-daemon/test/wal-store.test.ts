@@ -210,4 +210,13 @@ describe('WalStore', () => {
     upgraded.close();
     expect(() => open()).toThrow(/WAL schema version 9, this build reads 2/);
   });
+
+  it('a damaged schema version is an internal error that names it', () => {
+    const first = open();
+    first.db.prepare("UPDATE meta SET value = 'two' WHERE key = 'schema_version'").run();
+    first.close();
+    expect(() => open()).toThrow(
+      expect.objectContaining({ code: 'internal', message: expect.stringContaining('meta schema_version') }),
+    );
+  });
 });

@@ -6,13 +6,14 @@
  */
 import Database from 'better-sqlite3';
 import {
+  ErrorCode,
+  FerryError,
   actionSchema,
   decodeStored,
   seqSchema,
   type Action,
   type ChangeEvent,
   type ClientId,
-  type ErrorCode,
 } from '@ferry/contracts';
 import { HlcClock, entityKey } from '@ferry/domain';
 import { KeyedBatch } from './keyed-batch.js';
@@ -186,14 +187,23 @@ export class WalStore {
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.exec(WAL_SCHEMA);
-    const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
-    if (version === undefined) {
-      db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(WAL_SCHEMA_VERSION));
-    } else if (WAL_SCHEMA_UPGRADABLE.has(Number(version.value))) {
-      db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(WAL_SCHEMA_VERSION));
-    } else if (Number(version.value) !== WAL_SCHEMA_VERSION) {
+    const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+    try {
+      // Read as every meta number is: a damaged value is an `internal` error naming the key.
+      const version = readMetaNumber(stored?.value, 'schema_version', WAL_SCHEMA_VERSION);
+      if (stored === undefined) {
+        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(WAL_SCHEMA_VERSION));
+      } else if (WAL_SCHEMA_UPGRADABLE.has(version)) {
+        db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(WAL_SCHEMA_VERSION));
+      } else if (version !== WAL_SCHEMA_VERSION) {
+        throw new FerryError(
+          ErrorCode.Internal,
+          `${path}: WAL schema version ${version}, this build reads ${WAL_SCHEMA_VERSION}`,
+        );
+      }
+    } catch (err) {
       db.close();
-      throw new Error(`${path}: WAL schema version ${version.value}, this build reads ${WAL_SCHEMA_VERSION}`);
+      throw err;
     }
     return new WalStore(db, options);
   }
